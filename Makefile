@@ -1,0 +1,140 @@
+# memmap - GNU Makefile.
+#
+#   make               libmemmap.a, libmemmap.so, the memmap command, the tests
+#   make run           the main job: memmap bench --quick
+#   make test          every test, each in its own process
+#   make check-asan    the tests under AddressSanitizer (also check-ubsan)
+#   make install       PREFIX=/usr/local DESTDIR= (headers, libraries, command,
+#                      man pages, memmap.pc)
+
+VERSION  := 0.1.0
+SOMAJOR  := 0
+PREFIX   ?= /usr/local
+LIBDIR   ?= $(PREFIX)/lib
+INCDIR   ?= $(PREFIX)/include
+BINDIR   ?= $(PREFIX)/bin
+MANDIR   ?= $(PREFIX)/share/man
+BUILD    ?= build
+
+CC       ?= cc
+OPT      ?= -O2 -g
+WARN     := -std=c11 -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes \
+            -Wmissing-prototypes -Wno-missing-field-initializers
+SAN      ?=
+SANFLAGS := $(if $(SAN),-fsanitize=$(SAN) -fno-omit-frame-pointer \
+              $(if $(filter undefined,$(SAN)),-fno-sanitize-recover=all),)
+CFLAGS   += $(OPT) $(WARN) $(SANFLAGS) -fPIC -pthread -D_GNU_SOURCE \
+            -fvisibility=hidden -Iinclude -MMD -MP $(EXTRA_CFLAGS)
+LDFLAGS  += $(SANFLAGS) -pthread
+LDLIBS   += -lm
+
+LIB_SRC   := $(wildcard src/*.c)
+CLI_SRC   := $(wildcard cli/*.c) $(wildcard bench/*.c)
+TEST_SRC  := $(wildcard test/*.c)
+EX_SRC    := $(wildcard examples/*.c)
+
+LIB_OBJ   := $(LIB_SRC:%.c=$(BUILD)/%.o)
+CLI_OBJ   := $(CLI_SRC:%.c=$(BUILD)/%.o)
+TEST_OBJ  := $(TEST_SRC:%.c=$(BUILD)/%.o)
+EX_BIN    := $(EX_SRC:examples/%.c=$(BUILD)/examples/%)
+
+STATIC    := $(BUILD)/libmemmap.a
+SHARED    := $(BUILD)/libmemmap.so.$(VERSION)
+SONAME    := libmemmap.so.$(SOMAJOR)
+MEMMAP    := $(BUILD)/memmap
+RUNTESTS  := $(BUILD)/run-tests
+
+.PHONY: all lib run test check check-asan check-ubsan check-tsan install \
+        uninstall clean
+
+all: $(STATIC) $(SHARED) $(MEMMAP) $(RUNTESTS) $(EX_BIN)
+
+lib: $(STATIC) $(SHARED)
+
+$(BUILD)/src/%.o: src/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -DMM_BUILDING_LIBRARY -Isrc -c $< -o $@
+
+$(BUILD)/cli/%.o $(BUILD)/bench/%.o: CFLAGS += -Icli -Ibench
+$(BUILD)/cli/%.o: cli/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+$(BUILD)/bench/%.o: bench/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+# Tests may reach the library's internal fault-injection hooks (src/sys.h).
+$(BUILD)/test/%.o: test/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Isrc -Itest -DMM_TEST_BINDIR='"$(abspath $(BUILD))"' \
+	  -c $< -o $@
+
+$(STATIC): $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(SHARED): $(LIB_OBJ)
+	$(CC) -shared -Wl,-soname,$(SONAME) -Wl,--no-undefined $(LDFLAGS) \
+	  -o $@ $^ $(LDLIBS)
+	ln -sf libmemmap.so.$(VERSION) $(BUILD)/$(SONAME)
+	ln -sf $(SONAME) $(BUILD)/libmemmap.so
+
+$(MEMMAP): $(CLI_OBJ) $(STATIC)
+	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(STATIC) $(LDLIBS)
+
+$(RUNTESTS): $(TEST_OBJ) $(STATIC)
+	$(CC) $(LDFLAGS) -o $@ $(TEST_OBJ) $(STATIC) $(LDLIBS)
+
+$(BUILD)/examples/%: examples/%.c $(STATIC)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(STATIC) $(LDFLAGS) $(LDLIBS)
+
+run: $(MEMMAP)
+	./$(MEMMAP) bench --quick
+
+test: all
+	./$(RUNTESTS)
+
+check: test
+
+check-asan:
+	$(MAKE) BUILD=build/asan SAN=address OPT="-O1 -g" test
+
+check-ubsan:
+	$(MAKE) BUILD=build/ubsan SAN=undefined OPT="-O1 -g" test
+
+check-tsan:
+	$(MAKE) BUILD=build/tsan SAN=thread OPT="-O1 -g" test
+
+$(BUILD)/memmap.pc: Makefile
+	@mkdir -p $(dir $@)
+	printf '%s\n' 'prefix=$(PREFIX)' 'libdir=$(LIBDIR)' 'includedir=$(INCDIR)' '' \
+	  'Name: memmap' 'Description: memory mapping made safe, fast and measured' \
+	  'Version: $(VERSION)' 'Libs: -L$${libdir} -lmemmap' \
+	  'Libs.private: -pthread' 'Cflags: -I$${includedir}' > $@
+
+install: $(STATIC) $(SHARED) $(MEMMAP) $(BUILD)/memmap.pc
+	install -d $(DESTDIR)$(INCDIR)/memmap $(DESTDIR)$(LIBDIR)/pkgconfig \
+	  $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man3
+	install -m 644 include/memmap.h $(DESTDIR)$(INCDIR)/
+	install -m 644 include/memmap/*.h $(DESTDIR)$(INCDIR)/memmap/
+	install -m 644 $(STATIC) $(DESTDIR)$(LIBDIR)/
+	install -m 755 $(SHARED) $(DESTDIR)$(LIBDIR)/
+	ln -sf libmemmap.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME)
+	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libmemmap.so
+	install -m 644 $(BUILD)/memmap.pc $(DESTDIR)$(LIBDIR)/pkgconfig/
+	install -m 755 $(MEMMAP) $(DESTDIR)$(BINDIR)/
+	install -m 644 man/*.1 $(DESTDIR)$(MANDIR)/man1/
+	install -m 644 man/*.3 $(DESTDIR)$(MANDIR)/man3/
+
+uninstall:
+	rm -rf $(DESTDIR)$(INCDIR)/memmap $(DESTDIR)$(INCDIR)/memmap.h
+	rm -f $(DESTDIR)$(LIBDIR)/libmemmap.* $(DESTDIR)$(LIBDIR)/pkgconfig/memmap.pc
+	rm -f $(DESTDIR)$(BINDIR)/memmap
+	cd man && for f in *.1; do rm -f $(DESTDIR)$(MANDIR)/man1/$$f; done
+	cd man && for f in *.3; do rm -f $(DESTDIR)$(MANDIR)/man3/$$f; done
+
+clean:
+	rm -rf build
+
+-include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_OBJ:.o=.d)

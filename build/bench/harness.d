@@ -1,0 +1,2 @@
+build/bench/harness.o: bench/harness.c bench/bench.h
+bench/bench.h:

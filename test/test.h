@@ -1,0 +1,99 @@
+/*
+ * test.h - the test runner's interface. Each TEST() registers itself; the
+ * runner (test/runner.c) forks every test into its own process with a time
+ * limit and prints TAP. Assertions print where they failed and exit.
+ */
+#ifndef MM_TEST_H
+#define MM_TEST_H
+
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE 1
+#endif
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "memmap.h"
+
+struct mm_test {
+  const char *name;
+  void (*fn)(void);
+  int timeout_s; /* 0: the runner's default */
+  struct mm_test *next;
+};
+
+void mm_test_register(struct mm_test *t);
+
+#define TEST_T(name_, timeout_)                                        \
+  static void test_##name_(void);                                      \
+  static struct mm_test test_rec_##name_ = {#name_, test_##name_,      \
+                                            (timeout_), NULL};         \
+  __attribute__((constructor)) static void test_reg_##name_(void) {    \
+    mm_test_register(&test_rec_##name_);                               \
+  }                                                                    \
+  static void test_##name_(void)
+
+#define TEST(name_) TEST_T(name_, 0)
+
+/* Fail the test with a message (never returns). */
+__attribute__((noreturn, format(printf, 3, 4))) void mm_test_fail(
+    const char *file, int line, const char *fmt, ...);
+/* Skip the test, saying why (never returns). */
+__attribute__((noreturn, format(printf, 1, 2))) void mm_test_skip(
+    const char *fmt, ...);
+
+#define FAIL(...) mm_test_fail(__FILE__, __LINE__, __VA_ARGS__)
+#define SKIP(...) mm_test_skip(__VA_ARGS__)
+
+#define ASSERT(c)                                 \
+  do {                                            \
+    if (!(c)) FAIL("assertion failed: %s", #c);   \
+  } while (0)
+
+/* Compare two integers, printing both on failure. */
+#define ASSERT_EQ(a, b)                                                     \
+  do {                                                                      \
+    long long a_ = (long long)(a), b_ = (long long)(b);                     \
+    if (a_ != b_) FAIL("%s == %s: %lld != %lld", #a, #b, a_, b_);            \
+  } while (0)
+
+#define ASSERT_NE(a, b)                                                     \
+  do {                                                                      \
+    long long a_ = (long long)(a), b_ = (long long)(b);                     \
+    if (a_ == b_) FAIL("%s != %s: both %lld", #a, #b, a_);                   \
+  } while (0)
+
+/* A memmap call that must succeed: prints the error name on failure. */
+#define ASSERT_OK(call)                                                     \
+  do {                                                                      \
+    int rc_ = (call);                                                       \
+    if (rc_ != 0)                                                           \
+      FAIL("%s: %s (%s)", #call, mm_errname(rc_), mm_strerror(rc_));        \
+  } while (0)
+
+/* A memmap call that must fail with exactly `code`. */
+#define ASSERT_RC(call, code)                                               \
+  do {                                                                      \
+    int rc_ = (call), want_ = (code);                                       \
+    if (rc_ != want_)                                                       \
+      FAIL("%s: got %s, want %s", #call, mm_errname(rc_), mm_errname(want_)); \
+  } while (0)
+
+/* A fresh private directory for the test, removed by the runner after the
+ * test's process ends. */
+const char *mm_test_dir(void);
+/* A path inside mm_test_dir(); static buffer per call slot (8 slots). */
+const char *mm_test_path(const char *name);
+/* Write a file of `size` bytes where byte i is mm_test_byte(i). */
+void mm_test_write_file(const char *path, uint64_t size);
+static inline unsigned char mm_test_byte(uint64_t i) {
+  return (unsigned char)((i * 2654435761u) >> 13);
+}
+/* The directory holding the built programs (examples, memmap). */
+const char *mm_test_bindir(void);
+
+#endif /* MM_TEST_H */
