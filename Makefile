@@ -67,6 +67,7 @@ $(BUILD)/bench/%.o: bench/%.c
 $(BUILD)/test/%.o: test/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Isrc -Itest -DMM_TEST_BINDIR='"$(abspath $(BUILD))"' \
+	  -DMM_TEST_SRCDIR='"$(abspath .)"' \
 	  -c $< -o $@
 
 $(STATIC): $(LIB_OBJ)
@@ -97,14 +98,15 @@ test: all
 
 check: test
 
+# Sanitized builds are slower: give every test three times as long.
 check-asan:
-	$(MAKE) BUILD=build/asan SAN=address OPT="-O1 -g" test
+	MM_TEST_TIMEOUT_SCALE=3 $(MAKE) BUILD=build/asan SAN=address OPT="-O1 -g" test
 
 check-ubsan:
-	$(MAKE) BUILD=build/ubsan SAN=undefined OPT="-O1 -g" test
+	MM_TEST_TIMEOUT_SCALE=3 $(MAKE) BUILD=build/ubsan SAN=undefined OPT="-O1 -g" test
 
 check-tsan:
-	$(MAKE) BUILD=build/tsan SAN=thread OPT="-O1 -g" test
+	MM_TEST_TIMEOUT_SCALE=5 $(MAKE) BUILD=build/tsan SAN=thread OPT="-O1 -g" test
 
 $(BUILD)/memmap.pc: Makefile
 	@mkdir -p $(dir $@)

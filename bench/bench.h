@@ -32,6 +32,7 @@ struct bench {
   int quick;
   int tty;              /* progress lines on stderr */
   const char *dir;      /* scratch directory for files */
+  uint64_t max_size;    /* largest file or buffer a suite may use; 0: its own */
   FILE *out;            /* where tables and verdicts go */
   FILE *json;           /* rows as JSON objects, or NULL */
   int json_rows;        /* rows written so far (for commas) */

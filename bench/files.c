@@ -239,9 +239,10 @@ static void print_case(struct bench *b, const char *case_, const char *title,
                        int nm, const uint64_t *sizes, int nsizes) {
   char t[32], s[32];
   fprintf(b->out, "\n%s\n", title);
+  int seq = !strncmp(case_, "seq", 3);
   fprintf(b->out, "%-9s %10s", "size", heads[0]);
   for (int m = 1; m < nm; m++) fprintf(b->out, " %19s", heads[m]);
-  fprintf(b->out, "\n");
+  fprintf(b->out, seq ? "  view/ceiling\n" : "\n");
   for (int i = 0; i < nsizes; i++) {
     if (!bench_find(b, "files", case_, methods[0], sizes[i])) continue;
     fprintf(b->out, "%-9s", cli_format_size(sizes[i], s, sizeof s));
@@ -260,6 +261,10 @@ static void print_case(struct bench *b, const char *case_, const char *title,
         fprintf(b->out, " %19s", cell);
       }
     }
+    struct bench_row *vw = bench_find(b, "files", case_, "view", sizes[i]);
+    struct bench_row *mem = bench_find(b, "files", case_, "memory", sizes[i]);
+    if (seq && vw && mem && vw->seconds > 0)
+      fprintf(b->out, "  %11.2fx", mem->seconds / vw->seconds);
     fprintf(b->out, "\n");
   }
 }
@@ -356,7 +361,8 @@ int bench_files(struct bench *b) {
   static const uint64_t sizes[] = {
       512,        4096,        16384,        65536,        262144,
       1u << 20,   4u << 20,    16u << 20,    64u << 20,    256u << 20};
-  const int nsizes = (int)(sizeof sizes / sizeof sizes[0]);
+  int nsizes = (int)(sizeof sizes / sizeof sizes[0]);
+  while (b->max_size && nsizes > 1 && sizes[nsizes - 1] > b->max_size) nsizes--;
   const uint64_t rnd_min = 1u << 20, huge_min = 4u << 20;
   uint64_t max = sizes[nsizes - 1];
   struct files_arg a;

@@ -27,7 +27,8 @@ static const struct {
 
 void cmd_bench_usage(FILE *out) {
   fprintf(out,
-          "usage: memmap bench [--quick] [--json FILE] [--dir DIR] [SUITE...]\n"
+          "usage: memmap bench [--quick] [--json FILE] [--dir DIR] [--max-size N]\n"
+          "                    [SUITE...]\n"
           "\n"
           "Measure, on this machine, when memory mapping beats the usual\n"
           "alternative. Every figure is printed beside its baseline from the\n"
@@ -45,6 +46,7 @@ void cmd_bench_usage(FILE *out) {
           "                    standard output)\n"
           "  -d, --dir DIR     where to create scratch files (default: $TMPDIR\n"
           "                    or /tmp); the filesystem of DIR is measured\n"
+          "  -m, --max-size N  skip files and buffers larger than N (e.g. 16M)\n"
           "  -h, --help        this text\n"
           "\n"
           "JSON rows carry suite, case, method, bytes, seconds (median per\n"
@@ -96,6 +98,7 @@ int cmd_bench(int argc, char **argv) {
       {"quick", no_argument, NULL, 'q'},
       {"json", required_argument, NULL, 'j'},
       {"dir", required_argument, NULL, 'd'},
+      {"max-size", required_argument, NULL, 'm'},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0}};
   struct bench b;
@@ -103,11 +106,17 @@ int cmd_bench(int argc, char **argv) {
   const char *json = NULL;
   int c;
   optind = 1;
-  while ((c = getopt_long(argc, argv, "qj:d:h", longopts, NULL)) != -1) {
+  while ((c = getopt_long(argc, argv, "qj:d:m:h", longopts, NULL)) != -1) {
     switch (c) {
     case 'q': b.quick = 1; break;
     case 'j': json = optarg; break;
     case 'd': b.dir = optarg; break;
+    case 'm':
+      if (cli_parse_size(optarg, &b.max_size) < 0 || b.max_size == 0) {
+        cli_errorf("bench: bad size '%s'", optarg);
+        return CLI_USAGE;
+      }
+      break;
     case 'h': cmd_bench_usage(stdout); return CLI_OK;
     default: cmd_bench_usage(stderr); return CLI_USAGE;
     }

@@ -21,6 +21,9 @@
 #ifndef MM_TEST_BINDIR
 #define MM_TEST_BINDIR "build"
 #endif
+#ifndef MM_TEST_SRCDIR
+#define MM_TEST_SRCDIR "."
+#endif
 
 static struct mm_test *tests_head, **tests_tail = &tests_head;
 static char test_dir[256];
@@ -80,6 +83,7 @@ void mm_test_write_file(const char *path, uint64_t size) {
 }
 
 const char *mm_test_bindir(void) { return MM_TEST_BINDIR; }
+const char *mm_test_srcdir(void) { return MM_TEST_SRCDIR; }
 
 static int rm_entry(const char *path, const struct stat *st, int flag,
                     struct FTW *ftw) {

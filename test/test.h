@@ -95,5 +95,7 @@ static inline unsigned char mm_test_byte(uint64_t i) {
 }
 /* The directory holding the built programs (examples, memmap). */
 const char *mm_test_bindir(void);
+/* The top of the source tree (man/, doc/, README.md). */
+const char *mm_test_srcdir(void);
 
 #endif /* MM_TEST_H */
