@@ -67,7 +67,7 @@ $(BUILD)/bench/%.o: bench/%.c
 $(BUILD)/test/%.o: test/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Isrc -Itest -DMM_TEST_BINDIR='"$(abspath $(BUILD))"' \
-	  -DMM_TEST_SRCDIR='"$(abspath .)"' \
+	  -DMM_TEST_SRCDIR='"$(abspath .)"' -DMM_TEST_SAN='"$(SAN)"' \
 	  -c $< -o $@
 
 $(STATIC): $(LIB_OBJ)

@@ -6,6 +6,8 @@
  *   -l  list the tests and exit
  *   -t  default time limit per test (30 s; MM_TEST_TIMEOUT_SCALE multiplies
  *       every limit, for slow sanitizer builds)
+ * MM_TEST_NOFORK=1 with a filter that selects one test runs it in the
+ * runner's own process, for a debugger.
  * The last line is "N passed, N failed, N skipped". Exit status 0 when
  * nothing failed.
  */
@@ -203,6 +205,18 @@ int main(int argc, char **argv) {
     for (struct mm_test *t = tests_head; t; t = t->next)
       if (matches(t->name, argc, argv)) printf("%s\n", t->name);
     return 0;
+  }
+  /* MM_TEST_NOFORK=1 runs the (single) selected test in this process, for
+   * a debugger. */
+  if (getenv("MM_TEST_NOFORK") && total == 1) {
+    for (struct mm_test *t = tests_head; t; t = t->next) {
+      if (!matches(t->name, argc, argv)) continue;
+      snprintf(test_dir, sizeof test_dir, "/tmp/mmtest.XXXXXX");
+      if (!mkdtemp(test_dir)) return 1;
+      t->fn();
+      printf("ok 1 - %s (in process; %s left in place)\n", t->name, test_dir);
+      return 0;
+    }
   }
   signal(SIGPIPE, SIG_IGN);
   printf("1..%d\n", total);

@@ -157,3 +157,33 @@ TEST(cli_every_command_has_a_man_page_that_renders_cleanly) {
   }
   if (!have_groff) SKIP("groff is not installed: pages exist, rendering not checked");
 }
+
+TEST_T(install_gives_headers_libraries_and_pkg_config_that_build_a_program, 120) {
+#ifdef MM_TEST_SAN
+  if (MM_TEST_SAN[0]) SKIP("a sanitizer build's library needs the sanitizer runtime to link against");
+#endif
+  char out[16384];
+  const char *dest = mm_test_path("dest");
+  int rc = run(out, sizeof out, "make -s -C %s BUILD=%s install DESTDIR=%s PREFIX=/usr 2>&1",
+               mm_test_srcdir(), mm_test_bindir(), dest);
+  if (rc != 0) FAIL("make install: %s", out);
+  const char *files[] = {"usr/include/memmap.h", "usr/include/memmap/view.h",
+                         "usr/lib/libmemmap.a", "usr/lib/libmemmap.so.0",
+                         "usr/bin/memmap", "usr/share/man/man3/mm_view.3",
+                         "usr/share/man/man1/memmap.1"};
+  for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+    char p[1024];
+    snprintf(p, sizeof p, "%s/%s", dest, files[i]);
+    if (access(p, R_OK) != 0) FAIL("make install did not install %s", files[i]);
+  }
+  /* The .pc file's flags (prefix moved to DESTDIR) build and run an example
+   * against the shared library. */
+  rc = run(out, sizeof out,
+           "cd %s && pc=usr/lib/pkgconfig/memmap.pc && "
+           "cc -I%s/usr/include %s/examples/linecount.c -L%s/usr/lib "
+           "$(sed -n 's/^Libs: -L[^ ]* //p' $pc) -o lc 2>&1 && "
+           "LD_LIBRARY_PATH=%s/usr/lib ./lc %s/usr/include/memmap.h 2>&1",
+           dest, dest, mm_test_srcdir(), dest, dest, dest);
+  if (rc != 0) FAIL("build against the installed library: %s", out);
+  ASSERT(strstr(out, "lines"));
+}

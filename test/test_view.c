@@ -164,6 +164,7 @@ TEST(view_private_stores_never_reach_the_file) {
 }
 
 TEST(view_read_mode_mapping_is_not_writable) {
+  SKIP_UNDER_TSAN();
   const char *p = mm_test_path("f");
   mm_test_write_file(p, page());
   mm_view_opts_t o = {.backend = MM_BACKEND_MMAP};
@@ -765,6 +766,7 @@ static mm_view_t *open_then_truncate(const char *p, int mode, off_t to) {
 }
 
 TEST(view_guarded_read_of_truncated_file_is_mm_etruncated) {
+  SKIP_UNDER_TSAN();
   mm_view_t *v = open_then_truncate(mm_test_path("f"), MM_VIEW_READ, page());
   unsigned char buf[64];
   ASSERT_OK(mm_view_read(v, 10, buf, 64)); /* still inside the file */
@@ -776,6 +778,7 @@ TEST(view_guarded_read_of_truncated_file_is_mm_etruncated) {
 }
 
 TEST(view_guarded_write_of_truncated_file_is_mm_etruncated) {
+  SKIP_UNDER_TSAN();
   int modes[] = {MM_VIEW_WRITE, MM_VIEW_PRIVATE};
   for (int m = 0; m < 2; m++) {
     mm_view_t *v = open_then_truncate(mm_test_path("f"), modes[m], page());
@@ -793,6 +796,7 @@ static int sum_all(void *arg, void *data, uint64_t size) {
 }
 
 TEST(view_guarded_call_returns_mm_etruncated_or_the_functions_result) {
+  SKIP_UNDER_TSAN();
   mm_view_t *v = open_then_truncate(mm_test_path("f"), MM_VIEW_READ, 8 * page());
   unsigned long sum = 0;
   ASSERT_EQ(mm_view_guard(v, sum_all, &sum), 42);
@@ -803,6 +807,7 @@ TEST(view_guarded_call_returns_mm_etruncated_or_the_functions_result) {
 }
 
 TEST(view_populate_of_truncated_range_is_mm_etruncated) {
+  SKIP_UNDER_TSAN();
   mm_view_t *v = open_then_truncate(mm_test_path("f"), MM_VIEW_READ, page());
   ASSERT_RC(mm_view_populate(v, 0, 0), MM_ETRUNCATED);
   ASSERT_OK(mm_view_populate(v, 0, page()));
@@ -831,6 +836,7 @@ static int run_inner(void *arg, void *data, uint64_t size) {
 }
 
 TEST(view_nested_guards_deliver_each_fault_to_the_guard_that_owns_it) {
+  SKIP_UNDER_TSAN();
   struct nest n;
   n.outer = open_then_truncate(mm_test_path("outer"), MM_VIEW_READ, page());
   const char *ip = mm_test_path("inner");
@@ -865,6 +871,7 @@ static void *thread_reads(void *arg) {
 }
 
 TEST(view_guard_works_in_several_threads_at_once) {
+  SKIP_UNDER_TSAN();
   mm_view_t *v = open_then_truncate(mm_test_path("f"), MM_VIEW_READ, page());
   enum { N = 4 };
   pthread_t th[N];
@@ -889,6 +896,7 @@ static void app_handler(int sig, siginfo_t *si, void *uc) {
 }
 
 TEST(view_guard_passes_foreign_sigbus_to_the_applications_handler) {
+  SKIP_UNDER_TSAN();
   struct sigaction sa;
   memset(&sa, 0, sizeof sa);
   sa.sa_sigaction = app_handler;
@@ -915,6 +923,7 @@ TEST(view_guard_passes_foreign_sigbus_to_the_applications_handler) {
 }
 
 TEST(view_unguarded_access_still_dies_by_sigbus_with_the_default_handler) {
+  SKIP_UNDER_TSAN();
   mm_view_t *v = open_then_truncate(mm_test_path("f"), MM_VIEW_READ, page());
   char c;
   ASSERT_RC(mm_view_read(v, 5 * page(), &c, 1), MM_ETRUNCATED); /* installs */
