@@ -91,6 +91,17 @@ static int read_file_range(mm_view_t *v, int fd, uint64_t off, uint64_t len,
     free(buf);
     return MM_ERANGE;
   }
+  if (got == 0 && off > 0) {
+    /* Nothing at the offset of a file whose size lied (sysfs reports 4096
+     * for a few bytes): the offset is past the real end unless the byte
+     * before it exists. */
+    unsigned char b;
+    ssize_t n = mm__sys_pread(fd, &b, 1, off - 1);
+    if (n <= 0) {
+      free(buf);
+      return n < 0 ? (int)n : MM_ERANGE;
+    }
+  }
   v->map = buf;
   v->map_len = len ? (size_t)len : 1;
   v->data = buf;
@@ -157,11 +168,14 @@ static int read_stream(mm_view_t *v, int fd, uint64_t off, uint64_t len,
 /* ---------------------------------------------------------------------- */
 /* Mapping                                                                 */
 
-/* Errors from mmap that mean "this object cannot be mapped", as opposed to
- * a lack of memory or a bad argument of ours. */
+/* Errors from mmap that mean "this object cannot be mapped": no mmap
+ * method (ENODEV, from procfs, sysfs, most character devices), or a driver
+ * that rejects the request (EINVAL, EOPNOTSUPP). Permission errors (EACCES:
+ * descriptor not open for what the mode needs; EPERM: a seal or a noexec
+ * mount) are not: they are passed through, as reading would not be what
+ * the caller asked for either. */
 static int unmappable_error(int rc) {
-  return rc == -ENODEV || rc == -EACCES || rc == -EINVAL || rc == -EPERM ||
-         rc == -EOPNOTSUPP || rc == -ENOSYS;
+  return rc == -ENODEV || rc == -EINVAL || rc == -EOPNOTSUPP || rc == -ENOSYS;
 }
 
 /* Large-folio alignment: mappings of at least this size are placed at an
