@@ -1,7 +1,7 @@
 /*
- * sys.h - the kernel boundary. Every mmap, munmap, mremap, madvise, msync,
- * mincore, mlock, ftruncate, fallocate, memfd_create, futex and sigaction
- * call in the library goes through here, as do the file calls (open, fstat,
+ * sys.h - the kernel boundary. Every mmap, munmap, mremap, mprotect,
+ * madvise, msync, mincore, mlock, ftruncate, fallocate, memfd_create, futex
+ * and sigaction call in the library goes through here, as do the file calls (open, fstat,
  * read, pread, close, fsync) whose failures the library must handle.
  *
  * Each wrapper returns 0 (or a count) on success and -errno on failure; none
@@ -30,8 +30,8 @@
 #include <sys/types.h>
 
 #define MM__SYSOP_LIST(X) \
-  X(MMAP) X(MUNMAP) X(MREMAP) X(MADVISE) X(MSYNC) X(MINCORE) X(MLOCK)   \
-  X(MUNLOCK) X(FTRUNCATE) X(FALLOCATE) X(MEMFD_CREATE) X(FUTEX_WAIT)    \
+  X(MMAP) X(MUNMAP) X(MREMAP) X(MPROTECT) X(MADVISE) X(MSYNC) X(MINCORE) \
+  X(MLOCK) X(MUNLOCK) X(FTRUNCATE) X(FALLOCATE) X(MEMFD_CREATE) X(FUTEX_WAIT)    \
   X(FUTEX_WAKE) X(SIGACTION) X(OPEN) X(FSTAT) X(READ) X(PREAD) X(CLOSE) \
   X(FSYNC) X(FCNTL)
 
@@ -50,6 +50,7 @@ int mm__sys_mmap(void **out, void *addr, size_t len, int prot, int flags,
 int mm__sys_munmap(void *addr, size_t len);
 int mm__sys_mremap(void **out, void *old, size_t old_len, size_t new_len,
                    int flags, void *new_addr);
+int mm__sys_mprotect(void *addr, size_t len, int prot);
 int mm__sys_madvise(void *addr, size_t len, int advice);
 int mm__sys_msync(void *addr, size_t len, int flags);
 int mm__sys_mincore(void *addr, size_t len, unsigned char *vec);

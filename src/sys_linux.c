@@ -124,6 +124,12 @@ int mm__sys_mremap(void **out, void *old, size_t old_len, size_t new_len,
   return (int)sys_leave(MM_SYS_MREMAP, 0);
 }
 
+int mm__sys_mprotect(void *addr, size_t len, int prot) {
+  SYS_ENTER(MM_SYS_MPROTECT);
+  int r = mprotect(addr, len, prot);
+  return SYS_RESULT(MM_SYS_MPROTECT, r);
+}
+
 int mm__sys_madvise(void *addr, size_t len, int advice) {
   SYS_ENTER(MM_SYS_MADVISE);
   int r;

@@ -53,6 +53,12 @@ enum mm_error {
   MM_ERROR_LAST = -5099
 };
 
+/* Sync flags, for every module that writes back to a file. */
+enum mm_sync_flags {
+  MM_SYNC_WAIT = 0,  /* write back and wait: durable when it returns 0 */
+  MM_SYNC_ASYNC = 1  /* start write-back, do not wait; promises nothing */
+};
+
 /*
  * A message for any return value: 0 ("success"), a negated errno, or a
  * library code. Unknown values give "unknown error". The string is static

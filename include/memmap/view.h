@@ -241,11 +241,7 @@ MM_API MM_NODISCARD int mm_view_lock(mm_view_t *view, uint64_t offset,
 MM_API MM_NODISCARD int mm_view_unlock(mm_view_t *view, uint64_t offset,
                                        uint64_t len);
 
-/* Sync flags. */
-enum mm_sync_flags {
-  MM_SYNC_WAIT = 0,  /* write back and wait: durable when it returns 0 */
-  MM_SYNC_ASYNC = 1  /* start write-back, do not wait; promises nothing */
-};
+/* Sync flags (MM_SYNC_WAIT, MM_SYNC_ASYNC) are in common.h. */
 
 /*
  * Write the changed pages of [offset, offset+len) of a WRITE view back to
