@@ -28,8 +28,8 @@
  * asked for MM_REGION_STABLE.
  *
  * size vs committed. `size` is the caller's; `committed` is whole pages and
- * may run ahead of size for appends (by an eighth, at least 64 KiB), so
- * most appends are a memcpy. For a file-backed region the file's size is
+ * runs ahead of size when it grows (by an eighth, at least 64 KiB), so
+ * most growth steps and appends cost no system call. For a file-backed region the file's size is
  * kept equal to `committed` while it is open and set to `size` on close. A
  * crash in between leaves at most the append slack as trailing zero bytes.
  */
@@ -316,12 +316,37 @@ uint64_t mm_region_moves(const mm_region_t *r) { return r->moves; }
 /* ---------------------------------------------------------------------- */
 /* Resize, append, trim, sync                                              */
 
+/* What to commit to hold `need` bytes: at least an eighth more than now
+ * (and 64 KiB), so that growing in small steps costs a system call only
+ * once in a while, as a vector's capacity does; never past the reserve. */
+static uint64_t grow_target(const mm_region_t *r, uint64_t need) {
+  size_t page = mm__page_size();
+  uint64_t ahead = r->committed / 8;
+  if (ahead < 65536) ahead = 65536;
+  uint64_t want = mm__align_up(need, page);
+  if (want < r->committed + ahead) want = mm__align_up(r->committed + ahead, page);
+  uint64_t limit = mm__align_up(r->reserve, page); /* >= align_up(need) */
+  return want > limit ? limit : want;
+}
+
+/* Commit enough for `need` bytes, with room ahead if the disk or memory
+ * allows; without the room if only the exact size fits. */
+static int grow_to(mm_region_t *r, uint64_t need) {
+  uint64_t exact = mm__align_up(need, mm__page_size());
+  if (exact <= r->committed) return 0;
+  uint64_t want = grow_target(r, need);
+  int rc = commit_to(r, want);
+  if ((rc == -ENOSPC || rc == -ENOMEM || rc == -EFBIG) && want > exact)
+    rc = commit_to(r, exact);
+  return rc;
+}
+
 int mm_region_resize(mm_region_t *r, uint64_t new_size) {
   if (new_size > r->reserve) return MM_EFULL;
   size_t page = mm__page_size();
   uint64_t want = mm__align_up(new_size, page);
   if (new_size > r->size) {
-    int rc = commit_to(r, want);
+    int rc = grow_to(r, new_size);
     if (rc < 0) return rc;
     /* Bytes left in committed pages by an earlier, larger size must read
      * as zero again. Fresh pages already do. */
@@ -341,17 +366,8 @@ int mm_region_append(mm_region_t *r, const void *src, size_t n, uint64_t *at) {
   uint64_t off = r->size;
   if (n > r->reserve - off) return MM_EFULL;
   uint64_t need = off + n;
-  if (need > r->committed) {
-    size_t page = mm__page_size();
-    uint64_t ahead = r->committed / 8;
-    if (ahead < 65536) ahead = 65536;
-    uint64_t want = mm__align_up(need, page);
-    if (want < r->committed + ahead) want = mm__align_up(r->committed + ahead, page);
-    uint64_t limit = mm__align_up(r->reserve, page); /* >= align_up(need) */
-    if (want > limit) want = limit;
-    int rc = commit_to(r, want);
-    if (rc < 0) return rc;
-  }
+  int rc = grow_to(r, need);
+  if (rc < 0) return rc;
   if (src)
     memcpy(r->base + off, src, n);
   else

@@ -27,8 +27,12 @@
  * SIZES
  * size is what the caller asked for (mm_region_resize) or appended
  * (mm_region_append); the committed memory behind it is whole pages, and
- * for appends grows ahead geometrically (by an eighth, at least 64 KiB) so
- * that appending costs no system call most of the time.
+ * when the region grows it commits ahead geometrically (by an eighth, at
+ * least 64 KiB), like a vector's capacity, so that growing in small steps
+ * costs no system call most of the time. Committed but unused memory costs
+ * no RAM until touched (anonymous) or disk blocks (file-backed, where the
+ * file is that long while open); shrinking and mm_region_trim() give it
+ * back.
  *
  * THREADS
  * A region is not locked: functions that change it (resize, append,
@@ -116,10 +120,10 @@ MM_API int mm_region_stable(const mm_region_t *region);
 MM_API uint64_t mm_region_moves(const mm_region_t *region);
 
 /*
- * Set the region's size. Growing commits pages (anonymous: made
- * accessible; file-backed: the file is extended with fallocate first, so a
- * full disk is -ENOSPC here and not a SIGBUS later) and new bytes read as
- * zero. Shrinking gives the pages past the new size back to the system
+ * Set the region's size. Growing commits pages, with room ahead (see
+ * SIZES): anonymous ones are made accessible; for a file-backed region the
+ * file is extended with fallocate first, so a full disk is -ENOSPC here and
+ * not a SIGBUS later. New bytes read as zero. Shrinking gives the pages past the new size back to the system
  * (anonymous: freed, RSS drops; file-backed: unmapped and the file
  * truncated) and the bytes are gone.
  * Errors: MM_EFULL (beyond the reserve), -ENOSPC, -ENOMEM; on any error the
@@ -129,8 +133,7 @@ MM_API MM_NODISCARD int mm_region_resize(mm_region_t *region,
                                          uint64_t new_size);
 
 /*
- * Append n bytes at the end, growing the region (with slack ahead, see
- * SIZES). If at is not NULL it receives the offset the bytes were written
+ * Append n bytes at the end, growing the region (see SIZES). If at is not NULL it receives the offset the bytes were written
  * at. src may be NULL to append n zero bytes (reserving space to fill).
  * Errors as mm_region_resize(); on error nothing is appended.
  */
