@@ -44,8 +44,8 @@ SONAME    := libmemmap.so.$(SOMAJOR)
 MEMMAP    := $(BUILD)/memmap
 RUNTESTS  := $(BUILD)/run-tests
 
-.PHONY: all lib run test check check-asan check-ubsan check-tsan install \
-        uninstall clean
+.PHONY: all lib run test check check-asan check-ubsan check-tsan check-m32 \
+        install uninstall clean
 
 all: $(STATIC) $(SHARED) $(MEMMAP) $(RUNTESTS) $(EX_BIN)
 
@@ -107,6 +107,16 @@ check-ubsan:
 
 check-tsan:
 	MM_TEST_TIMEOUT_SCALE=5 $(MAKE) BUILD=build/tsan SAN=thread OPT="-O1 -g" test
+
+# A 32-bit build (needs gcc-multilib). The tests run when the kernel can
+# execute 32-bit programs; a kernel without IA32 emulation only builds them.
+check-m32:
+	$(MAKE) BUILD=build/m32 EXTRA_CFLAGS="-m32 $(EXTRA_CFLAGS)" LDFLAGS=-m32 all
+	@if ./build/m32/examples/linecount Makefile >/dev/null 2>&1; then \
+	  MM_TEST_TIMEOUT_SCALE=2 ./build/m32/run-tests; \
+	else \
+	  echo "check-m32: built; this kernel cannot run 32-bit programs, tests not run"; \
+	fi
 
 $(BUILD)/memmap.pc: Makefile
 	@mkdir -p $(dir $@)

@@ -22,6 +22,8 @@ static const struct {
     {"files", bench_files,
      "mmap vs read() for whole-file scans and random 4 KiB reads, 512 B to "
      "256 MiB"},
+    {"grow", bench_grow,
+     "growing a buffer: regions vs realloc() and mremap, and fragmentation"},
 };
 #define NSUITES (sizeof suites / sizeof suites[0])
 

@@ -143,7 +143,7 @@ TEST(examples_patch_changes_bytes_in_place) {
 
 TEST(cli_every_command_has_a_man_page_that_renders_cleanly) {
   const char *pages[] = {"memmap.1", "memmap-bench.1", "memmap-view.1",
-                         "memmap.3", "mm_view.3"};
+                         "memmap.3", "mm_view.3", "mm_region.3"};
   char out[4096];
   int have_groff = run(out, sizeof out, "command -v groff >/dev/null") == 0;
   for (size_t i = 0; i < sizeof pages / sizeof pages[0]; i++) {
@@ -186,4 +186,41 @@ TEST_T(install_gives_headers_libraries_and_pkg_config_that_build_a_program, 120)
            dest, dest, mm_test_srcdir(), dest, dest, dest);
   if (rc != 0) FAIL("build against the installed library: %s", out);
   ASSERT(strstr(out, "lines"));
+}
+
+TEST_T(cli_bench_grow_reports_moves_rss_and_fragmentation, 120) {
+  char *out = malloc(1 << 20);
+  const char *json = mm_test_path("grow.json");
+  int rc = run(out, 1 << 20, MEMMAP " bench --quick --max-size 8M --json %s grow",
+               mm_test_bindir(), json);
+  if (rc != 0) FAIL("bench exited %d:\n%s", rc, out);
+  const char *want[] = {"grow: a buffer grown to 8 MiB", "realloc-x2", "mremap-x2",
+                        "peak RSS", "fragmentation", "verdict: a region grows"};
+  for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+    if (!strstr(out, want[i])) FAIL("output lacks '%s':\n%s", want[i], out);
+  FILE *f = fopen(json, "r");
+  ASSERT(f);
+  size_t n = fread(out, 1, (1 << 20) - 1, f);
+  out[n] = 0;
+  fclose(f);
+  ASSERT(strstr(out, "\"case\": \"grow-step-64\""));
+  ASSERT(strstr(out, "\"case\": \"fragmentation\""));
+  ASSERT(strstr(out, "moves=0 "));   /* regions never move */
+  free(out);
+}
+
+TEST(examples_collect_gathers_stdin_into_a_region_and_keeps_it_in_a_file) {
+  char out[4096];
+  const char *p = mm_test_path("store");
+  ASSERT_EQ(run(out, sizeof out, "seq 1 100000 | %s/examples/collect", mm_test_bindir()), 0);
+  ASSERT(strstr(out, "100000 new lines, 588895 bytes in all, moved 0 times"));
+  ASSERT_EQ(run(out, sizeof out, "seq 1 10 | %s/examples/collect %s", mm_test_bindir(), p), 0);
+  ASSERT(strstr(out, "10 new lines, 21 bytes in all"));
+  ASSERT_EQ(run(out, sizeof out, "seq 1 5 | %s/examples/collect %s", mm_test_bindir(), p), 0);
+  ASSERT(strstr(out, "5 new lines, 31 bytes in all"));
+  FILE *f = fopen(p, "r");
+  ASSERT(f);
+  size_t n = fread(out, 1, sizeof out - 1, f);
+  fclose(f);
+  ASSERT_EQ(n, 31); /* the file ends where the data does */
 }

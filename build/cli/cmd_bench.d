@@ -1,9 +1,10 @@
 build/cli/cmd_bench.o: cli/cmd_bench.c bench/bench.h cli/cli.h \
- include/memmap.h include/memmap/common.h include/memmap/view.h \
- include/memmap/common.h
+ include/memmap.h include/memmap/common.h include/memmap/region.h \
+ include/memmap/common.h include/memmap/view.h
 bench/bench.h:
 cli/cli.h:
 include/memmap.h:
 include/memmap/common.h:
-include/memmap/view.h:
+include/memmap/region.h:
 include/memmap/common.h:
+include/memmap/view.h:
