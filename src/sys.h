@@ -33,7 +33,7 @@
   X(MMAP) X(MUNMAP) X(MREMAP) X(MPROTECT) X(MADVISE) X(MSYNC) X(MINCORE) \
   X(MLOCK) X(MUNLOCK) X(FTRUNCATE) X(FALLOCATE) X(MEMFD_CREATE) X(FUTEX_WAIT)    \
   X(FUTEX_WAKE) X(SIGACTION) X(OPEN) X(FSTAT) X(READ) X(PREAD) X(CLOSE) \
-  X(FSYNC) X(FCNTL)
+  X(FSYNC) X(FCNTL) X(FADVISE) X(CACHESTAT)
 
 enum mm__sysop {
 #define MM__SYSOP_ENUM(name) MM_SYS_##name,
@@ -75,6 +75,14 @@ ssize_t mm__sys_pread(int fd, void *buf, size_t n, uint64_t off);
 int mm__sys_close(int fd);
 int mm__sys_fsync(int fd);
 int mm__sys_fcntl(int fd, int cmd, long arg); /* result or -errno */
+int mm__sys_fadvise(int fd, uint64_t off, uint64_t len, int advice);
+
+/* cachestat(2), Linux 6.5+; declared here because older headers lack it. */
+struct mm__cachestat {
+  uint64_t nr_cache, nr_dirty, nr_writeback, nr_evicted, nr_recently_evicted;
+};
+int mm__sys_cachestat(int fd, uint64_t off, uint64_t len,
+                      struct mm__cachestat *cs);
 
 /* Make the `nth` call of `op` from now (1 = the next one) fail with -err.
  * With sticky, that call and every later one fail until cleared. nth 0

@@ -274,3 +274,26 @@ int mm__sys_fcntl(int fd, int cmd, long arg) {
   int r = fcntl(fd, cmd, arg);
   return SYS_RESULT(MM_SYS_FCNTL, r);
 }
+
+int mm__sys_fadvise(int fd, uint64_t off, uint64_t len, int advice) {
+  SYS_ENTER(MM_SYS_FADVISE);
+  if (off > (uint64_t)INT64_MAX || len > (uint64_t)INT64_MAX)
+    return (int)sys_leave(MM_SYS_FADVISE, -EINVAL);
+  /* posix_fadvise returns the error instead of setting errno. */
+  int r = posix_fadvise(fd, (off_t)off, (off_t)len, advice);
+  return (int)sys_leave(MM_SYS_FADVISE, -r);
+}
+
+#ifndef __NR_cachestat
+#define __NR_cachestat 451 /* the same on every architecture */
+#endif
+
+int mm__sys_cachestat(int fd, uint64_t off, uint64_t len,
+                      struct mm__cachestat *cs) {
+  SYS_ENTER(MM_SYS_CACHESTAT);
+  struct {
+    uint64_t off, len;
+  } range = {off, len};
+  long r = syscall(__NR_cachestat, fd, &range, cs, 0);
+  return SYS_RESULT(MM_SYS_CACHESTAT, r);
+}

@@ -1,0 +1,314 @@
+/*
+ * test_cache.c - page-cache residency with known page counts, checked
+ * against fincore where installed; touch, evict, lock; permissions; the
+ * tree walk.
+ */
+#include "test.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "sys.h"
+
+static uint64_t page(void) { return (uint64_t)sysconf(_SC_PAGESIZE); }
+
+/* A file of npages pages, written, synced and evicted: nothing resident. */
+static int cold_file(const char *path, uint64_t npages) {
+  mm_test_write_file(path, npages * page());
+  int fd = open(path, O_RDWR);
+  ASSERT(fd >= 0);
+  ASSERT(fsync(fd) == 0);
+  ASSERT(posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED) == 0);
+  /* No read-ahead: a read loads exactly the pages it covers. */
+  ASSERT(posix_fadvise(fd, 0, 0, POSIX_FADV_RANDOM) == 0);
+  return fd;
+}
+
+static void read_pages(int fd, uint64_t first, uint64_t n) {
+  char *buf = malloc(page());
+  for (uint64_t i = first; i < first + n; i++)
+    ASSERT((uint64_t)pread(fd, buf, page(), (off_t)(i * page())) == page());
+  free(buf);
+}
+
+static int methods[] = {MM_CACHE_MINCORE, MM_CACHE_CACHESTAT};
+
+static void want_resident(int fd, uint64_t off, uint64_t len, uint64_t pages,
+                          uint64_t resident) {
+  for (int m = 0; m < 2; m++) {
+    if (methods[m] == MM_CACHE_CACHESTAT && !mm_cache_have_cachestat()) continue;
+    mm_cache_stat_t st;
+    ASSERT_OK(mm_cache_stat_fd(fd, off, len, methods[m], &st));
+    ASSERT_EQ(st.method, methods[m]);
+    if (st.pages != pages || st.resident != resident)
+      FAIL("%s: %llu/%llu pages resident, want %llu/%llu", mm_cache_method_name(methods[m]),
+           (unsigned long long)st.resident, (unsigned long long)st.pages,
+           (unsigned long long)resident, (unsigned long long)pages);
+  }
+}
+
+TEST(cache_counts_exactly_the_pages_read_back) {
+  int fd = cold_file(mm_test_path("f"), 256);
+  want_resident(fd, 0, 0, 256, 0);
+  read_pages(fd, 10, 10);
+  read_pages(fd, 100, 1);
+  want_resident(fd, 0, 0, 256, 11);
+  /* A byte range counts the pages it touches. */
+  want_resident(fd, 15 * page() + 7, 10 * page(), 11, 5);
+  want_resident(fd, 100 * page(), 1, 1, 1);
+  want_resident(fd, 300 * page(), 0, 0, 0); /* past the end */
+  close(fd);
+}
+
+TEST(cache_agrees_with_util_linux_fincore) {
+  const char *p = mm_test_path("f");
+  int fd = cold_file(p, 300);
+  read_pages(fd, 0, 7);
+  read_pages(fd, 200, 50);
+  char cmd[1024];
+  snprintf(cmd, sizeof cmd, "fincore --bytes --noheadings --output PAGES %s 2>/dev/null", p);
+  FILE *f = popen(cmd, "r");
+  long long theirs = -1;
+  if (!f || fscanf(f, "%lld", &theirs) != 1) theirs = -1;
+  if (f) pclose(f);
+  if (theirs < 0) SKIP("fincore (util-linux) is not installed");
+  mm_cache_stat_t st;
+  ASSERT_OK(mm_cache_stat(p, 0, 0, MM_CACHE_AUTO, &st));
+  ASSERT_EQ(st.resident, theirs);
+  ASSERT_EQ(theirs, 57);
+  close(fd);
+}
+
+TEST(cache_evict_then_touch_round_trips) {
+  const char *p = mm_test_path("f");
+  mm_test_write_file(p, 4 << 20);
+  int fd = open(p, O_RDONLY);
+  ASSERT(fd >= 0);
+  ASSERT(fsync(fd) == 0);
+  mm_cache_stat_t st;
+  ASSERT_OK(mm_cache_evict(fd, 0, 0, MM_CACHE_AUTO, &st));
+  ASSERT(st.resident <= 1); /* ~0 */
+  ASSERT_OK(mm_cache_touch(fd, 0, 0));
+  ASSERT_OK(mm_cache_stat_fd(fd, 0, 0, MM_CACHE_AUTO, &st));
+  ASSERT_EQ(st.resident, st.pages);
+  ASSERT_EQ(st.pages, (4 << 20) / page());
+  /* A range. */
+  ASSERT_OK(mm_cache_evict(fd, 0, 0, MM_CACHE_AUTO, NULL));
+  ASSERT_OK(mm_cache_touch(fd, page() * 3, page() * 5));
+  ASSERT_OK(mm_cache_stat_fd(fd, 0, 0, MM_CACHE_MINCORE, &st));
+  if (!(st.resident >= 5 && st.resident < 64)) FAIL("resident %llu", (unsigned long long)st.resident); /* read-around may add a little */
+  unsigned char vec[2048];
+  uint64_t n;
+  ASSERT_OK(mm_cache_pages(fd, 0, 0, vec, sizeof vec, &n));
+  ASSERT_EQ(n, (4 << 20) / page());
+  for (int i = 3; i < 8; i++) ASSERT_EQ(vec[i], 1);
+  close(fd);
+}
+
+TEST(cache_evict_reports_dirty_pages_it_could_not_evict) {
+  if (!mm_cache_have_cachestat()) SKIP("cachestat(2) is not available: no dirty counts");
+  const char *p = mm_test_path("f");
+  int fd = cold_file(p, 64);
+  char *buf = malloc(page());
+  memset(buf, 'd', page());
+  for (int i = 0; i < 8; i++) ASSERT(pwrite(fd, buf, page(), (off_t)(i * page())) == (ssize_t)page());
+  free(buf);
+  mm_cache_stat_t st;
+  ASSERT_OK(mm_cache_stat_fd(fd, 0, 0, MM_CACHE_CACHESTAT, &st));
+  ASSERT(st.dirty >= 1 || st.writeback >= 1);
+  /* Mapped and locked pages cannot be evicted either. */
+  mm_cache_lock_t *l;
+  ASSERT_OK(mm_cache_lock(fd, 32 * page(), 4 * page(), &l));
+  ASSERT_EQ(mm_cache_locked_bytes(l), 4 * page());
+  ASSERT_OK(mm_cache_evict(fd, 0, 0, MM_CACHE_CACHESTAT, &st));
+  ASSERT(st.resident >= 4); /* at least the locked ones */
+  ASSERT_OK(mm_cache_unlock(l));
+  ASSERT_OK(mm_cache_unlock(NULL));
+  ASSERT(fsync(fd) == 0);
+  ASSERT_OK(mm_cache_evict(fd, 0, 0, MM_CACHE_CACHESTAT, &st));
+  ASSERT_EQ(st.resident, 0);
+  ASSERT_EQ(st.dirty, 0);
+  close(fd);
+}
+
+TEST(cache_lock_keeps_pages_resident_across_evict) {
+  const char *p = mm_test_path("f");
+  int fd = cold_file(p, 32);
+  mm_cache_lock_t *l;
+  ASSERT_OK(mm_cache_lock(fd, 0, 0, &l));
+  ASSERT_EQ(mm_cache_locked_bytes(l), 32 * page());
+  mm_cache_stat_t st;
+  ASSERT_OK(mm_cache_evict(fd, 0, 0, MM_CACHE_AUTO, &st));
+  ASSERT_EQ(st.resident, 32);
+  ASSERT_OK(mm_cache_unlock(l));
+  ASSERT_OK(mm_cache_evict(fd, 0, 0, MM_CACHE_AUTO, &st));
+  ASSERT_EQ(st.resident, 0);
+  mm_cache_lock_t *l2 = (mm_cache_lock_t *)1;
+  ASSERT_OK(mm_cache_lock(fd, 0, 0, &l2));
+  ASSERT_OK(mm_cache_unlock(l2));
+  int empty = open(mm_test_path("empty"), O_RDWR | O_CREAT, 0600);
+  ASSERT_RC(mm_cache_lock(empty, 0, 0, &l2), -EINVAL);
+  ASSERT(l2 == NULL);
+  close(empty);
+  close(fd);
+}
+
+TEST(cache_files_the_caller_cannot_write_are_refused_not_guessed) {
+  if (geteuid() != 0) SKIP("needs root to create a file owned by someone else");
+  const char *p = mm_test_path("f");
+  int fd = cold_file(p, 16);
+  read_pages(fd, 0, 16);
+  close(fd);
+  ASSERT(chmod(p, 0644) == 0);
+  ASSERT(chmod(mm_test_dir(), 0755) == 0);
+  pid_t pid = fork();
+  if (pid == 0) {
+    if (setgid(65534) != 0 || setuid(65534) != 0) _exit(90);
+    mm_cache_stat_t st;
+    int fd2 = open(p, O_RDONLY);
+    if (fd2 < 0) _exit(91);
+    if (mm_cache_stat_fd(fd2, 0, 0, MM_CACHE_MINCORE, &st) != -EPERM) _exit(92);
+    if (mm_cache_have_cachestat() &&
+        mm_cache_stat_fd(fd2, 0, 0, MM_CACHE_CACHESTAT, &st) != -EPERM)
+      _exit(93);
+    unsigned char vec[16];
+    uint64_t n;
+    if (mm_cache_pages(fd2, 0, 0, vec, 16, &n) != -EPERM) _exit(94);
+    _exit(0);
+  }
+  int st;
+  ASSERT(waitpid(pid, &st, 0) == pid);
+  if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+    FAIL("child: status %d (92: mincore, 93: cachestat not refused)", WEXITSTATUS(st));
+}
+
+TEST(cache_bad_input_is_a_clear_error) {
+  mm_cache_stat_t st;
+  ASSERT_RC(mm_cache_stat(mm_test_path("none"), 0, 0, MM_CACHE_AUTO, &st), -ENOENT);
+  ASSERT_RC(mm_cache_stat(mm_test_dir(), 0, 0, MM_CACHE_AUTO, &st), -EISDIR);
+  ASSERT_RC(mm_cache_stat("/dev/null", 0, 0, MM_CACHE_AUTO, &st), -EINVAL);
+  ASSERT_RC(mm_cache_stat(NULL, 0, 0, MM_CACHE_AUTO, &st), -EINVAL);
+  ASSERT_RC(mm_cache_stat_fd(-1, 0, 0, MM_CACHE_MINCORE, &st), -EBADF);
+  ASSERT_RC(mm_cache_stat_fd(0, 0, 0, 9, &st), -EINVAL);
+  int fd = cold_file(mm_test_path("f"), 4);
+  mm__fault_set(MM_SYS_MINCORE, 1, ENOMEM, 0);
+  ASSERT_RC(mm_cache_stat_fd(fd, 0, 0, MM_CACHE_MINCORE, &st), -ENOMEM);
+  mm__fault_set(MM_SYS_MMAP, 1, ENOMEM, 0);
+  ASSERT_RC(mm_cache_touch(fd, 0, 0), -ENOMEM);
+  mm__fault_set(MM_SYS_FADVISE, 1, EIO, 0);
+  ASSERT_RC(mm_cache_evict(fd, 0, 0, MM_CACHE_AUTO, NULL), -EIO);
+  mm__fault_set(MM_SYS_MLOCK, 1, EAGAIN, 0);
+  mm_cache_lock_t *l;
+  ASSERT_RC(mm_cache_lock(fd, 0, 0, &l), -EAGAIN);
+  mm__fault_set(MM_SYS_CACHESTAT, 1, ENOSYS, 0);
+  if (mm_cache_have_cachestat())
+    ASSERT_RC(mm_cache_stat_fd(fd, 0, 0, MM_CACHE_CACHESTAT, &st), -ENOSYS);
+  close(fd);
+  ASSERT(!strcmp(mm_cache_method_name(MM_CACHE_CACHESTAT), "cachestat"));
+  ASSERT(!strcmp(mm_cache_method_name(MM_CACHE_MINCORE), "mincore"));
+}
+
+TEST(cache_touch_of_a_truncated_range_is_mm_etruncated) {
+  const char *p = mm_test_path("f");
+  mm_test_write_file(p, 64 * page());
+  int fd = open(p, O_RDONLY);
+  /* Shrink the file between the size check and the populate. */
+  mm__fault_set(MM_SYS_MADVISE, 3, EFAULT, 0); /* the populate */
+  ASSERT_RC(mm_cache_touch(fd, 0, 0), MM_ETRUNCATED);
+  close(fd);
+}
+
+struct seen {
+  char names[64][256];
+  int dirs, files, errors, n;
+  int last_err;
+};
+
+static int record(void *arg, const char *path, int err, int is_dir, int depth) {
+  (void)depth;
+  struct seen *s = arg;
+  if (err) {
+    s->errors++;
+    s->last_err = err;
+  } else if (is_dir) {
+    s->dirs++;
+  } else {
+    s->files++;
+  }
+  if (s->n < 64) snprintf(s->names[s->n++], 256, "%s", path);
+  return 0;
+}
+
+static int seen_has(struct seen *s, const char *suffix) {
+  for (int i = 0; i < s->n; i++) {
+    size_t a = strlen(s->names[i]), b = strlen(suffix);
+    if (a >= b && !strcmp(s->names[i] + a - b, suffix)) return 1;
+  }
+  return 0;
+}
+
+TEST(cache_walk_visits_trees_skips_links_unless_asked_and_reports_errors) {
+  char d[600];
+  snprintf(d, sizeof d, "%s/tree", mm_test_dir());
+  ASSERT(mkdir(d, 0700) == 0);
+  char p[700];
+  snprintf(p, sizeof p, "%s/a", d);
+  mm_test_write_file(p, 10);
+  snprintf(p, sizeof p, "%s/sub", d);
+  ASSERT(mkdir(p, 0700) == 0);
+  snprintf(p, sizeof p, "%s/sub/b", d);
+  mm_test_write_file(p, 10);
+  snprintf(p, sizeof p, "%s/sub/loop", d);
+  ASSERT(symlink("..", p) == 0);
+  snprintf(p, sizeof p, "%s/link", d);
+  ASSERT(symlink("sub/b", p) == 0);
+  snprintf(p, sizeof p, "%s/fifo", d);
+  ASSERT(mkfifo(p, 0600) == 0);
+
+  struct seen s;
+  memset(&s, 0, sizeof s);
+  ASSERT_OK(mm_cache_walk(d, 0, record, &s));
+  ASSERT_EQ(s.files, 2);
+  ASSERT_EQ(s.dirs, 2);
+  ASSERT_EQ(s.errors, 0);
+  ASSERT(seen_has(&s, "/tree/sub/b") && !seen_has(&s, "/link"));
+
+  memset(&s, 0, sizeof s);
+  ASSERT_OK(mm_cache_walk(d, MM_CACHE_FOLLOW, record, &s));
+  ASSERT(seen_has(&s, "/tree/link"));
+  ASSERT_EQ(s.errors, 1); /* the loop back up, reported, not followed */
+  ASSERT_EQ(s.last_err, -ELOOP);
+
+  /* A directory that cannot be read is an error for it alone. */
+  if (geteuid() != 0) {
+    snprintf(p, sizeof p, "%s/sub", d);
+    ASSERT(chmod(p, 0) == 0);
+    memset(&s, 0, sizeof s);
+    ASSERT_OK(mm_cache_walk(d, 0, record, &s));
+    ASSERT_EQ(s.errors, 1);
+    ASSERT_EQ(s.last_err, -EACCES);
+    ASSERT(chmod(p, 0700) == 0);
+  }
+  memset(&s, 0, sizeof s);
+  ASSERT_RC(mm_cache_walk(mm_test_path("nothing"), 0, record, &s), -ENOENT);
+  ASSERT_RC(mm_cache_walk(d, 1u << 9, record, &s), -EINVAL);
+}
+
+static int stop_at_second(void *arg, const char *path, int err, int is_dir, int depth) {
+  (void)path, (void)err, (void)is_dir, (void)depth;
+  return ++*(int *)arg == 2 ? 42 : 0;
+}
+
+TEST(cache_walk_stops_when_the_callback_says_so) {
+  char p[700];
+  for (int i = 0; i < 5; i++) {
+    snprintf(p, sizeof p, "%s/f%d", mm_test_dir(), i);
+    mm_test_write_file(p, 1);
+  }
+  int calls = 0;
+  ASSERT_EQ(mm_cache_walk(mm_test_dir(), 0, stop_at_second, &calls), 42);
+  ASSERT_EQ(calls, 2);
+}
