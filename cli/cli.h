@@ -33,6 +33,8 @@ const char *cli_format_size(uint64_t n, char *buf, size_t len);
 /* Subcommands (cli/cmd_*.c). */
 int cmd_bench(int argc, char **argv);
 void cmd_bench_usage(FILE *out);
+int cmd_cache(int argc, char **argv);
+void cmd_cache_usage(FILE *out);
 int cmd_view(int argc, char **argv);
 void cmd_view_usage(FILE *out);
 

@@ -16,6 +16,8 @@
 static const struct cli_command commands[] = {
     {"bench", "measure mmap against read(), pipes, realloc and malloc",
      cmd_bench, cmd_bench_usage},
+    {"cache", "what of some files is in the page cache; touch, evict, lock",
+     cmd_cache, cmd_cache_usage},
     {"view", "open a view of a file and report how it was opened (or dump it)",
      cmd_view, cmd_view_usage},
 };

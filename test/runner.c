@@ -87,6 +87,25 @@ void mm_test_write_file(const char *path, uint64_t size) {
 const char *mm_test_bindir(void) { return MM_TEST_BINDIR; }
 const char *mm_test_srcdir(void) { return MM_TEST_SRCDIR; }
 
+int mm_test_run(char *out, size_t cap, const char *fmt, ...) {
+  char cmd[8192];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(cmd, sizeof cmd, fmt, ap);
+  va_end(ap);
+  fflush(NULL);
+  FILE *p = popen(cmd, "r");
+  if (!p) FAIL("popen %s: %s", cmd, strerror(errno));
+  size_t n = fread(out, 1, cap - 1, p);
+  out[n] = 0;
+  /* Drain what did not fit, so the command is not killed by SIGPIPE. */
+  char sink[4096];
+  while (fread(sink, 1, sizeof sink, p) > 0) {
+  }
+  int st = pclose(p);
+  return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
 static int rm_entry(const char *path, const struct stat *st, int flag,
                     struct FTW *ftw) {
   (void)st, (void)flag, (void)ftw;

@@ -108,5 +108,9 @@ static inline unsigned char mm_test_byte(uint64_t i) {
 const char *mm_test_bindir(void);
 /* The top of the source tree (man/, doc/, README.md). */
 const char *mm_test_srcdir(void);
+/* Run a shell command (printf-style); return its exit status (128+signal
+ * if killed) and up to cap-1 bytes of its standard output in out. */
+int mm_test_run(char *out, size_t cap, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 #endif /* MM_TEST_H */

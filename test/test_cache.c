@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -311,4 +312,98 @@ TEST(cache_walk_stops_when_the_callback_says_so) {
   int calls = 0;
   ASSERT_EQ(mm_cache_walk(mm_test_dir(), 0, stop_at_second, &calls), 42);
   ASSERT_EQ(calls, 2);
+}
+
+/* ---- memmap cache ---------------------------------------------------- */
+
+TEST(cache_cli_reports_evicts_touches_and_maps_pages) {
+  char out[16384];
+  const char *p = mm_test_path("f");
+  int fd = cold_file(p, 100);
+  read_pages(fd, 0, 25);
+  close(fd);
+  const char *bin = mm_test_bindir();
+  ASSERT_EQ(mm_test_run(out, sizeof out, "%s/memmap cache %s", bin, p), 0);
+  if (!strstr(out, "Resident Pages: 25/100") || !strstr(out, "Files: 1") ||
+      !strstr(out, "Method: "))
+    FAIL("summary:\n%s", out);
+  ASSERT_EQ(mm_test_run(out, sizeof out, "%s/memmap cache -v -m mincore %s", bin, p), 0);
+  /* 100 pages in 60 columns: the first quarter full, the rest empty. */
+  if (!strstr(out, "[OOOOOOOOOOOOOOO ") || !strstr(out, "] 25/100") ||
+      !strstr(out, "Method: mincore"))
+    FAIL("page map:\n%s", out);
+  ASSERT_EQ(mm_test_run(out, sizeof out, "%s/memmap cache -e %s", bin, p), 0);
+  ASSERT(strstr(out, "Left Pages: 0/100"));
+  ASSERT_EQ(mm_test_run(out, sizeof out, "%s/memmap cache -t %s", bin, p), 0);
+  ASSERT(strstr(out, "Touched Pages: 100/100"));
+  ASSERT_EQ(mm_test_run(out, sizeof out, "%s/memmap cache --json -v %s", bin, p), 0);
+  if (!strstr(out, "\"entries\": [") || !strstr(out, "\"resident_pages\": 100") ||
+      !strstr(out, "\"map\": \"OOOO"))
+    FAIL("json:\n%s", out);
+  char res[64];
+  if (mm_test_run(res, sizeof res, "command -v python3 >/dev/null") == 0) {
+    char cmd[1100];
+    snprintf(cmd, sizeof cmd,
+             "%s/memmap cache --json -v %s %s/none 2>/dev/null | python3 -c "
+             "'import json,sys; d=json.load(sys.stdin); print(len(d[\"entries\"]), d[\"failed\"])'",
+             bin, p, mm_test_dir());
+    ASSERT_EQ(mm_test_run(res, sizeof res, "%s", cmd), 0);
+    ASSERT(!strcmp(res, "2 1\n"));
+  }
+}
+
+TEST(cache_cli_walks_trees_with_r_and_keeps_going_past_errors) {
+  char out[16384];
+  char d[600];
+  snprintf(d, sizeof d, "%s/t", mm_test_dir());
+  ASSERT(mkdir(d, 0700) == 0);
+  for (int i = 0; i < 3; i++) {
+    char p[700];
+    snprintf(p, sizeof p, "%s/f%d", d, i);
+    mm_test_write_file(p, 8192);
+  }
+  const char *bin = mm_test_bindir();
+  /* A directory without -r is an error; the other paths are still done. */
+  ASSERT_EQ(mm_test_run(out, sizeof out, "%s/memmap cache %s %s/f0 2>&1", bin, d, d), 1);
+  if (!strstr(out, "memmap: ") || !strstr(out, "Is a directory") || !strstr(out, "Files: 1"))
+    FAIL("%s", out);
+  ASSERT_EQ(mm_test_run(out, sizeof out, "%s/memmap cache -r %s %s/missing 2>&1", bin, d, d), 1);
+  if (!strstr(out, "Files: 3") || !strstr(out, "Directories: 1") ||
+      !strstr(out, "No such file or directory") || !strstr(out, "Failed: 1"))
+    FAIL("%s", out);
+}
+
+TEST(cache_cli_lock_daemon_keeps_pages_until_killed) {
+  char out[4096];
+  const char *p = mm_test_path("f");
+  int fd = cold_file(p, 64);
+  const char *pidf = mm_test_path("pid");
+  ASSERT_EQ(mm_test_run(out, sizeof out, "%s/memmap cache -l -d -q -p %s %s", mm_test_bindir(),
+                        pidf, p), 0);
+  FILE *f = fopen(pidf, "r");
+  ASSERT(f);
+  int pid = 0;
+  ASSERT(fscanf(f, "%d", &pid) == 1 && pid > 0);
+  fclose(f);
+  mm_cache_stat_t st;
+  ASSERT_OK(mm_cache_evict(fd, 0, 0, MM_CACHE_AUTO, &st));
+  ASSERT_EQ(st.resident, 64); /* locked by the daemon */
+  ASSERT(kill(pid, SIGTERM) == 0);
+  for (int i = 0; i < 200 && kill(pid, 0) == 0; i++) usleep(10000);
+  ASSERT(kill(pid, 0) != 0);
+  ASSERT(access(pidf, F_OK) != 0); /* it removed its pidfile */
+  ASSERT_OK(mm_cache_evict(fd, 0, 0, MM_CACHE_AUTO, &st));
+  ASSERT_EQ(st.resident, 0);
+  close(fd);
+}
+
+TEST(cache_cli_bad_usage_exits_two) {
+  char out[4096];
+  const char *bin = mm_test_bindir();
+  ASSERT_EQ(mm_test_run(out, sizeof out, "%s/memmap cache 2>&1", bin), 2);
+  ASSERT_EQ(mm_test_run(out, sizeof out, "%s/memmap cache -t -e x 2>&1", bin), 2);
+  ASSERT_EQ(mm_test_run(out, sizeof out, "%s/memmap cache -d x 2>&1", bin), 2);
+  ASSERT_EQ(mm_test_run(out, sizeof out, "%s/memmap cache -m bogus x 2>&1", bin), 2);
+  ASSERT_EQ(mm_test_run(out, sizeof out, "%s/memmap cache --help", bin), 0);
+  ASSERT(strstr(out, "usage: memmap cache"));
 }

@@ -7,23 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-/* Run a shell command; return its exit status and up to cap bytes of its
- * standard output. */
-static int run(char *out, size_t cap, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int run(char *out, size_t cap, const char *fmt, ...) {
-  char cmd[4096];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(cmd, sizeof cmd, fmt, ap);
-  va_end(ap);
-  FILE *p = popen(cmd, "r");
-  if (!p) FAIL("popen %s: %s", cmd, strerror(errno));
-  size_t n = fread(out, 1, cap - 1, p);
-  out[n] = 0;
-  int st = pclose(p);
-  return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-}
+#define run mm_test_run
 
 #define MEMMAP "%s/memmap"
 
@@ -33,8 +17,8 @@ TEST(cli_help_and_version_exit_zero) {
   ASSERT(strstr(out, "bench") && strstr(out, "view"));
   ASSERT_EQ(run(out, sizeof out, MEMMAP " --version", mm_test_bindir()), 0);
   ASSERT(strstr(out, MM_VERSION_STRING));
-  const char *cmds[] = {"bench", "view"};
-  for (int i = 0; i < 2; i++) {
+  const char *cmds[] = {"bench", "cache", "view"};
+  for (int i = 0; i < 3; i++) {
     ASSERT_EQ(run(out, sizeof out, MEMMAP " %s --help", mm_test_bindir(), cmds[i]), 0);
     ASSERT(strstr(out, "usage: memmap"));
     char again[8192];
@@ -143,7 +127,8 @@ TEST(examples_patch_changes_bytes_in_place) {
 
 TEST(cli_every_command_has_a_man_page_that_renders_cleanly) {
   const char *pages[] = {"memmap.1", "memmap-bench.1", "memmap-view.1",
-                         "memmap.3", "mm_view.3", "mm_region.3"};
+                         "memmap.3", "mm_view.3", "mm_region.3",
+                         "memmap-cache.1", "mm_cache.3"};
   char out[4096];
   int have_groff = run(out, sizeof out, "command -v groff >/dev/null") == 0;
   for (size_t i = 0; i < sizeof pages / sizeof pages[0]; i++) {
