@@ -1,2 +1,0 @@
-build/bench/harness.o: bench/harness.c bench/bench.h
-bench/bench.h:

@@ -1,9 +1,0 @@
-build/cli/cmd_view.o: cli/cmd_view.c cli/cli.h include/memmap.h \
- include/memmap/common.h include/memmap/region.h include/memmap/common.h \
- include/memmap/view.h
-cli/cli.h:
-include/memmap.h:
-include/memmap/common.h:
-include/memmap/region.h:
-include/memmap/common.h:
-include/memmap/view.h:
