@@ -81,5 +81,6 @@ const char *bench_fmt_time(double s, char *buf, size_t len);
 /* Suites: each returns 0 or a negative memmap error. */
 int bench_files(struct bench *b);
 int bench_grow(struct bench *b);
+int bench_cache(struct bench *b);
 
 #endif /* MM_BENCH_H */

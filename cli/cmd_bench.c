@@ -24,6 +24,8 @@ static const struct {
      "256 MiB"},
     {"grow", bench_grow,
      "growing a buffer: regions vs realloc() and mremap, and fragmentation"},
+    {"cache", bench_cache,
+     "page-cache residency queries: cachestat, mincore, vmtouch, fincore"},
 };
 #define NSUITES (sizeof suites / sizeof suites[0])
 

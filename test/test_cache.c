@@ -407,3 +407,20 @@ TEST(cache_cli_bad_usage_exits_two) {
   ASSERT_EQ(mm_test_run(out, sizeof out, "%s/memmap cache --help", bin), 0);
   ASSERT(strstr(out, "usage: memmap cache"));
 }
+
+TEST_T(cache_bench_reports_each_method_per_gib, 120) {
+  char *out = malloc(1 << 16);
+  int rc = mm_test_run(out, 1 << 16, "%s/memmap bench --quick --max-size 32M --dir %s cache 2>&1",
+                       mm_test_bindir(), mm_test_dir());
+  if (rc != 0) FAIL("exit %d:\n%s", rc, out);
+  if (!strstr(out, "cache: residency of 32 MiB in 2 cached files") ||
+      !strstr(out, "mincore") || !strstr(out, "memmap"))
+    FAIL("%s", out);
+  if (mm_cache_have_cachestat() && !strstr(out, "cachestat")) FAIL("%s", out);
+  if (mm_test_run(out, 64, "command -v vmtouch >/dev/null") == 0) {
+    mm_test_run(out, 1 << 16, "%s/memmap bench --quick --max-size 32M --dir %s cache 2>&1",
+                mm_test_bindir(), mm_test_dir());
+    ASSERT(strstr(out, "vmtouch") && strstr(out, "verdict"));
+  }
+  free(out);
+}
