@@ -8,6 +8,7 @@
 #include "memmap/common.h"
 #include "memmap/cache.h"
 #include "memmap/region.h"
+#include "memmap/ring.h"
 #include "memmap/view.h"
 
 #endif /* MEMMAP_H */

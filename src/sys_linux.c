@@ -297,3 +297,13 @@ int mm__sys_cachestat(int fd, uint64_t off, uint64_t len,
   long r = syscall(__NR_cachestat, fd, &range, cs, 0);
   return SYS_RESULT(MM_SYS_CACHESTAT, r);
 }
+
+#ifndef __NR_pidfd_open
+#define __NR_pidfd_open 434 /* the same on every architecture */
+#endif
+
+int mm__sys_pidfd_open(int pid) {
+  SYS_ENTER(MM_SYS_PIDFD_OPEN);
+  long r = syscall(__NR_pidfd_open, pid, 0);
+  return SYS_RESULT(MM_SYS_PIDFD_OPEN, r);
+}
