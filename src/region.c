@@ -51,7 +51,11 @@ struct mm_region {
   uint64_t reserve;    /* most the region may grow to */
   uint64_t moves;      /* times base moved (fallback regions) */
   int fd;              /* backing file, or -1 */
+  uint64_t flen;       /* the backing file's length (== committed, except
+                          while MM_REGION_TRUNCATE's old contents wait to
+                          be discarded at the end of a successful create) */
   int stable;          /* 1: base is inside a reservation of `reserve` */
+  int mapped_once;     /* fallback: base has been a real mapping */
   size_t span;         /* bytes of address space reserved (stable) */
 };
 
@@ -66,18 +70,27 @@ static uint64_t max_reserve(void) {
 /* ---------------------------------------------------------------------- */
 /* Committing and releasing                                                */
 
+/* A fallback region's base changes: count it as a move (every change,
+ * including to and from the placeholder of an empty region). */
+static void move_base(mm_region_t *r, unsigned char *p) {
+  if (p != r->base && r->mapped_once) r->moves++;
+  if (p != &empty_region_byte) r->mapped_once = 1;
+  r->base = p;
+}
+
 /* Grow the usable part to `want` bytes (a multiple of the page size). On
  * failure nothing changed. */
 static int commit_to(mm_region_t *r, uint64_t want) {
   uint64_t have = r->committed;
   if (want <= have) return 0;
   int rc;
+  uint64_t flen = r->flen;
   if (r->fd >= 0) {
     rc = mm__sys_fallocate(r->fd, 0, have, want - have);
-    if (rc == -EOPNOTSUPP) rc = mm__sys_ftruncate(r->fd, want);
+    if (rc == -EOPNOTSUPP) rc = want > flen ? mm__sys_ftruncate(r->fd, want) : 0;
     if (rc < 0) {
       /* ext4 may have grown the file by the part it could allocate. */
-      (void)mm__sys_ftruncate(r->fd, have);
+      if (want > flen) (void)mm__sys_ftruncate(r->fd, flen);
       return rc;
     }
   }
@@ -91,7 +104,7 @@ static int commit_to(mm_region_t *r, uint64_t want) {
       rc = mm__sys_mprotect(r->base + have, (size_t)(want - have),
                             PROT_READ | PROT_WRITE);
     if (rc < 0) {
-      if (r->fd >= 0) (void)mm__sys_ftruncate(r->fd, have);
+      if (r->fd >= 0 && want > flen) (void)mm__sys_ftruncate(r->fd, flen);
       return mm__mmap_error(rc);
     }
   } else {
@@ -104,13 +117,13 @@ static int commit_to(mm_region_t *r, uint64_t want) {
       rc = mm__sys_mremap(&p, r->base, (size_t)have, (size_t)want,
                           MREMAP_MAYMOVE, NULL);
     if (rc < 0) {
-      if (r->fd >= 0) (void)mm__sys_ftruncate(r->fd, have);
+      if (r->fd >= 0 && want > flen) (void)mm__sys_ftruncate(r->fd, flen);
       return mm__mmap_error(rc);
     }
-    if (have && p != (void *)r->base) r->moves++;
-    r->base = p;
+    move_base(r, p);
   }
   r->committed = want;
+  if (r->fd >= 0 && want > r->flen) r->flen = want;
   return 0;
 }
 
@@ -121,51 +134,51 @@ static int release_to(mm_region_t *r, uint64_t want) {
   if (want >= have) return 0;
   size_t tail = (size_t)(have - want);
   int rc;
-  if (r->stable) {
-    void *p;
-    if (r->fd >= 0) {
-      /* Replace the tail's file pages with reservation, then cut the file:
-       * no page of ours is ever past the end of the file. */
-      rc = mm__sys_mmap(&p, r->base + want, tail, PROT_NONE,
-                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED,
-                        -1, 0);
-      if (rc < 0) return rc;
-      rc = mm__sys_ftruncate(r->fd, want);
-      if (rc < 0) {
-        int r2 = mm__sys_mmap(&p, r->base + want, tail, PROT_READ | PROT_WRITE,
-                              MAP_SHARED | MAP_FIXED, r->fd, want);
-        if (r2 < 0) {
-          /* The file is intact but the tail could not be mapped back: the
-           * region is now shorter, which is still consistent. */
-          r->committed = want;
-          if (r->size > want) r->size = want;
-        }
-        return rc;
+  void *p;
+  if (r->fd >= 0) {
+    /* Replace the tail's file pages with a PROT_NONE placeholder (MAP_FIXED
+     * replaces atomically, at the same address), then cut the file: no page
+     * of ours is ever past the end of the file, and if the cut fails the
+     * file's pages go back exactly where they were. */
+    rc = mm__sys_mmap(&p, r->base + want, tail, PROT_NONE,
+                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
+    if (rc < 0) return rc;
+    rc = mm__sys_ftruncate(r->fd, want);
+    if (rc < 0) {
+      int r2 = mm__sys_mmap(&p, r->base + want, tail, PROT_READ | PROT_WRITE,
+                            MAP_SHARED | MAP_FIXED, r->fd, want);
+      if (r2 < 0) {
+        /* Two failures in a row: the region is shorter, which is still a
+         * correct view of the file's first bytes. */
+        r->committed = want;
+        if (r->size > want) r->size = want;
       }
-    } else {
-      rc = mm__sys_madvise(r->base + want, tail, MADV_DONTNEED);
-      if (rc == 0) rc = mm__sys_mprotect(r->base + want, tail, PROT_NONE);
-      if (rc < 0) return rc;
+      return rc;
+    }
+    r->flen = want;
+    /* A stable region keeps the placeholder as its reservation; a fallback
+     * region gives it back (failing to would only waste addresses). */
+    if (!r->stable) {
+      (void)mm__sys_munmap(r->base + want, tail);
+      if (want == 0) move_base(r, &empty_region_byte);
+    }
+  } else if (r->stable) {
+    /* Close the pages first (nothing is lost if that fails), then free
+     * them; if freeing fails, open them again, contents untouched. */
+    rc = mm__sys_mprotect(r->base + want, tail, PROT_NONE);
+    if (rc < 0) return rc;
+    rc = mm__sys_madvise(r->base + want, tail, MADV_DONTNEED);
+    if (rc < 0) {
+      (void)mm__sys_mprotect(r->base + want, tail, PROT_READ | PROT_WRITE);
+      return rc;
     }
   } else if (want == 0) {
     rc = mm__sys_munmap(r->base, (size_t)have);
     if (rc < 0) return rc;
-    if (r->fd >= 0 && (rc = mm__sys_ftruncate(r->fd, 0)) < 0) {
-      /* Unmapped but the file is intact: reopening recovers it. */
-      r->base = &empty_region_byte;
-      r->committed = r->size = 0;
-      return rc;
-    }
-    r->base = &empty_region_byte;
+    move_base(r, &empty_region_byte);
   } else {
-    void *p;
     rc = mm__sys_mremap(&p, r->base, (size_t)have, (size_t)want, 0, NULL);
     if (rc < 0) return rc;
-    if (r->fd >= 0 && (rc = mm__sys_ftruncate(r->fd, want)) < 0) {
-      r->committed = want;
-      if (r->size > want) r->size = want;
-      return rc;
-    }
   }
   r->committed = want;
   return 0;
@@ -206,7 +219,7 @@ int mm_region_create(mm_region_t **out, const mm_region_opts_t *opts) {
   r->fd = -1;
   r->base = &empty_region_byte;
   int rc = 0;
-  uint64_t fsize = 0;
+  uint64_t fsize = 0, old_size = 0;
   if (o->path) {
     int flags = O_RDWR | O_CLOEXEC;
     if (o->flags & MM_REGION_CREATE) flags |= O_CREAT | O_NOFOLLOW;
@@ -223,11 +236,11 @@ int mm_region_create(mm_region_t **out, const mm_region_opts_t *opts) {
       rc = -EINVAL;
       goto fail;
     }
-    if (o->flags & MM_REGION_TRUNCATE) {
-      if ((rc = mm__sys_ftruncate(r->fd, 0)) < 0) goto fail;
-    } else {
-      fsize = (uint64_t)st.st_size;
-    }
+    /* With MM_REGION_TRUNCATE the old contents are discarded only at the
+     * very end, once nothing else can fail. */
+    old_size = (uint64_t)st.st_size;
+    r->flen = old_size;
+    if (!(o->flags & MM_REGION_TRUNCATE)) fsize = old_size;
     if (fsize > max_reserve()) {
       rc = -EFBIG;
       goto fail;
@@ -262,6 +275,7 @@ int mm_region_create(mm_region_t **out, const mm_region_opts_t *opts) {
       goto fail;
     }
     r->base = p;
+    r->mapped_once = 1;
     r->committed = fpages;
     r->size = fsize;
     /* The file's length is the region's size, and the committed pages
@@ -273,16 +287,26 @@ int mm_region_create(mm_region_t **out, const mm_region_opts_t *opts) {
       goto fail;
     if (rc == -EOPNOTSUPP && (rc = mm__sys_ftruncate(r->fd, fpages)) < 0)
       goto fail;
+    r->flen = fpages;
     rc = 0;
   }
   if (o->initial > r->size) {
     if ((rc = mm_region_resize(r, o->initial)) < 0) goto fail;
   }
+  if ((o->flags & MM_REGION_TRUNCATE) && old_size) {
+    /* Now discard: cut what lies past the region, then zero the old bytes
+     * still mapped (a memset cannot fail). */
+    if (r->flen > r->committed) {
+      if ((rc = mm__sys_ftruncate(r->fd, r->committed)) < 0) goto fail;
+      r->flen = r->committed;
+    }
+    memset(r->base, 0, (size_t)(old_size < r->committed ? old_size : r->committed));
+  }
   *out = r;
   return 0;
 fail:
-  /* Closing truncates the file to r->size: make that the size it had. */
-  r->size = fsize;
+  /* Closing cuts the file to r->size: make that the size it had. */
+  r->size = old_size;
   (void)mm_region_close(r);
   return rc;
 }
@@ -298,7 +322,7 @@ int mm_region_close(mm_region_t *r) {
   if (r->fd >= 0) {
     /* The file ends where the region does, not where commits ran ahead. */
     int r2 = 0;
-    if (r->committed != r->size) r2 = mm__sys_ftruncate(r->fd, r->size);
+    if (r->flen != r->size) r2 = mm__sys_ftruncate(r->fd, r->size);
     int r3 = mm__sys_close(r->fd);
     if (rc == 0) rc = r2 ? r2 : r3;
   }
