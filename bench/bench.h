@@ -82,5 +82,6 @@ const char *bench_fmt_time(double s, char *buf, size_t len);
 int bench_files(struct bench *b);
 int bench_grow(struct bench *b);
 int bench_cache(struct bench *b);
+int bench_ipc(struct bench *b);
 
 #endif /* MM_BENCH_H */

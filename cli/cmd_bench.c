@@ -26,6 +26,8 @@ static const struct {
      "growing a buffer: regions vs realloc() and mremap, and fragmentation"},
     {"cache", bench_cache,
      "page-cache residency queries: cachestat, mincore, vmtouch, fincore"},
+    {"ipc", bench_ipc,
+     "the shared-memory ring against pipes and Unix sockets, two processes"},
 };
 #define NSUITES (sizeof suites / sizeof suites[0])
 

@@ -11,16 +11,23 @@
  * by reserving hdr + 2*cap of address space and mapping the data part of
  * the file twice with MAP_FIXED, so a record that runs past the end of the
  * data area continues, in memory, at its start: every record is
- * contiguous. Records are an 8-byte header {len, len ^ TAG} and the
- * payload, padded to 8 bytes. No record is larger than cap.
+ * contiguous. Records are an 8-byte header {len, len ^ TAG} (never zero,
+ * as len <= max_msg < TAG) and the payload, padded to 8 bytes. No record
+ * is larger than cap - 8.
  *
- * Indices. head (written by the producer) and tail (by the consumer) count
- * bytes since the start and never wrap in practice (64 bits). A record
- * lives at data[pos & (cap - 1)]. The producer writes a record, then
- * publishes it by storing head with release order; the consumer reads head
- * with acquire order, so it never sees a record before its bytes. A
- * producer that dies mid-record never published it. Symmetrically for
- * tail, which gives room back.
+ * Publishing. head (written by the producer) and tail (by the consumer)
+ * count bytes since the start and never wrap in practice (64 bits). A
+ * record lives at data[pos & (cap - 1)]. The producer writes the payload,
+ * writes a zero header in the slot after the record (always free room: the
+ * producer keeps 8 bytes between itself and the consumer), and only then
+ * stores the record's header, with release order. The consumer polls the
+ * header at its position with acquire order: zero means nothing yet, and a
+ * header means the payload before it is complete. So the consumer reads no
+ * index of the producer's (one cache line less per message between cores),
+ * and a producer that dies mid-record never published it. The producer
+ * still stores head, for a consumer that attaches later. Symmetrically,
+ * tail gives room back; the producer re-reads it only when what it last
+ * saw leaves too little room.
  *
  * Trust. Each side keeps its own index privately and only reads the
  * other's. Every value read from the shared page is read once into a local
@@ -67,8 +74,10 @@
 
 enum { SIDE_NONE = 0, SIDE_ATTACHED = 1, SIDE_CLOSED = 2 };
 
-/* The shared header. Fixed-width fields; the producer's and the consumer's
- * words on separate cache lines. */
+/* The shared header. Fixed-width fields. Each index sits alone on its
+ * cache line, since it is written for every message; the wake flags and
+ * futex words, written only around sleeps, sit on lines of their own so
+ * that checking them costs no transfer between cores. */
 struct ring_shared {
   uint64_t magic;        /* RING_MAGIC */
   uint32_t version;      /* RING_VERSION */
@@ -81,23 +90,24 @@ struct ring_shared {
   uint32_t page_size;    /* the creator's page size */
   uint32_t reserved0;
   uint8_t pad0[64 - 48];
-  /* Producer's line. */
-  uint64_t head;         /* bytes published */
-  uint32_t prod_pid;     /* attached producer, 0 if none */
+  uint64_t head;         /* offset 64: bytes published by the producer */
+  uint8_t pad1[64 - 8];
+  uint64_t tail;         /* offset 128: bytes consumed by the consumer */
+  uint8_t pad2[64 - 8];
+  uint32_t prod_pid;     /* offset 192: attached producer, 0 if none */
   uint32_t prod_state;   /* SIDE_* */
-  uint32_t prod_waiting; /* 1 while the producer sleeps for room */
+  uint32_t cons_pid;     /* attached consumer, 0 if none */
+  uint32_t cons_state;   /* SIDE_* */
+  uint8_t pad3[64 - 16];
+  uint32_t prod_waiting; /* offset 256: 1 while the producer sleeps */
   uint32_t space_seq;    /* futex word the producer sleeps on */
-  uint8_t pad1[64 - 24];
-  /* Consumer's line. */
-  uint64_t tail;         /* bytes consumed */
-  uint32_t cons_pid;
-  uint32_t cons_state;
-  uint32_t cons_waiting; /* 1 while the consumer sleeps for data */
+  uint8_t pad4[64 - 8];
+  uint32_t cons_waiting; /* offset 320: 1 while the consumer sleeps */
   uint32_t data_seq;     /* futex word the consumer sleeps on */
-  uint8_t pad2[64 - 24];
+  uint8_t pad5[64 - 8];
 };
 
-_Static_assert(sizeof(struct ring_shared) == 192, "ring header layout");
+_Static_assert(sizeof(struct ring_shared) == 384, "ring header layout");
 #if defined(__GCC_ATOMIC_LLONG_LOCK_FREE) && __GCC_ATOMIC_LLONG_LOCK_FREE != 2
 #error "the ring needs lock-free 64-bit atomics across processes"
 #endif
@@ -113,6 +123,9 @@ struct mm_ring {
   int role;
   int spin_us;
   uint64_t pos;            /* producer: head; consumer: tail (ours) */
+  uint64_t seen;           /* the peer's index as last read (producer:
+                              tail; consumer: head), so that it is read
+                              again only when it might let us go on */
   uint64_t pending;        /* producer: bytes reserved; consumer: peeked */
   size_t pending_len;      /* the payload length of that record */
   int peer_pidfd;
@@ -188,13 +201,13 @@ int mm_ring_create(mm_ring_t **out, const char *path, const mm_ring_opts_t *opts
   size_t page = mm__page_size();
   uint64_t cap = o->capacity ? o->capacity : MM_RING_CAPACITY_DEFAULT;
   if (cap > RING_MAX_CAP || (o->flags & ~(unsigned)MM_RING_ANY_OWNER) ||
-      (o->spin_us < 0 && o->spin_us != MM_RING_SPIN_ONLY))
+      (o->spin_us < 0 && o->spin_us != MM_RING_SPIN_ONLY && o->spin_us != MM_RING_SPIN_NONE))
     return -EINVAL;
   uint64_t c = page;
   while (c < cap) c <<= 1;
   cap = c;
   uint64_t max_msg = o->max_msg ? o->max_msg : cap / 2;
-  if (max_msg > cap - 8 || max_msg > UINT32_MAX) return -EINVAL;
+  if (max_msg > cap - 16 || max_msg > UINT32_MAX) return -EINVAL;
   mm_ring_t *r = ring_new(o);
   if (!r) return -ENOMEM;
   r->cap = cap;
@@ -264,7 +277,7 @@ static int open_checked(mm_ring_t *r, unsigned flags) {
       h.page_size != page || h.header_size != page)
     return MM_ECORRUPT;
   if (h.capacity < page || h.capacity > RING_MAX_CAP ||
-      (h.capacity & (h.capacity - 1)) || h.max_msg > h.capacity - 8)
+      (h.capacity & (h.capacity - 1)) || h.max_msg > h.capacity - 16)
     return MM_ECORRUPT;
   if ((uint64_t)st.st_size != h.header_size + h.capacity) return MM_ECORRUPT;
   if (!any && h.creator_uid != (uint32_t)geteuid()) return -EACCES;
@@ -327,6 +340,7 @@ int mm_ring_attach(mm_ring_t *r, int role) {
   uint64_t head = LOAD(&sh->head), tail = LOAD(&sh->tail);
   if (head - tail > r->cap) return MM_ECORRUPT;
   r->pos = role == MM_RING_PRODUCER ? head : tail;
+  r->seen = role == MM_RING_PRODUCER ? tail : head;
   r->role = role;
   return 0;
 }
@@ -418,11 +432,13 @@ static int wait_for(mm_ring_t *r, ready_fn check, uint64_t arg, uint32_t *waitin
     if (peer_gone(r, 0) == MM_EPEERDEAD) return (c = check(r, arg)) ? c : MM_EPEERDEAD;
     return -EAGAIN;
   }
-  int64_t start = now_ns();
-  int64_t deadline = timeout_ms < 0 ? INT64_MAX : start + (int64_t)timeout_ms * 1000000;
-  int64_t spin_end = r->spin_us == MM_RING_SPIN_ONLY ? INT64_MAX
-                                                     : start + (int64_t)r->spin_us * 1000;
-  for (unsigned i = 1;; i++) {
+  /* The clock is read only where a deadline or a spin limit needs it. */
+  int finite = timeout_ms > 0;
+  int spin_only = r->spin_us == MM_RING_SPIN_ONLY, sleep_now = r->spin_us == MM_RING_SPIN_NONE;
+  int64_t start = finite || (!spin_only && !sleep_now) ? now_ns() : 0;
+  int64_t deadline = finite ? start + (int64_t)timeout_ms * 1000000 : INT64_MAX;
+  int64_t spin_end = spin_only ? INT64_MAX : start + (int64_t)r->spin_us * 1000;
+  for (unsigned i = 1; !sleep_now; i++) {
     if ((c = check(r, arg))) return c;
     cpu_relax();
     if ((i & 63) == 0) {
@@ -441,28 +457,37 @@ static int wait_for(mm_ring_t *r, ready_fn check, uint64_t arg, uint32_t *waitin
       __atomic_store_n(waiting, 0, __ATOMIC_RELAXED);
       return c;
     }
-    int64_t t = now_ns();
-    int64_t slice = deadline - t < SLICE_NS ? deadline - t : SLICE_NS;
+    int64_t slice = SLICE_NS;
+    if (finite) {
+      int64_t left = deadline - now_ns();
+      if (left < slice) slice = left;
+    }
     if (slice > 0) (void)mm__sys_futex_wait(seq, s, slice, 1);
     __atomic_store_n(waiting, 0, __ATOMIC_RELAXED);
     if ((c = check(r, arg))) return c;
     int g = peer_gone(r, 1);
     if (g == MM_EPEERDEAD) return (c = check(r, arg)) ? c : g;
-    if (now_ns() >= deadline) return -ETIMEDOUT;
+    if (finite && now_ns() >= deadline) return -ETIMEDOUT;
   }
 }
 
 /* ---------------------------------------------------------------------- */
 /* Producer                                                                */
 
-/* Room for `need` bytes? */
+/* Room for `need` bytes? The consumer's tail is read again only when
+ * what we last saw of it leaves too little. */
 static int have_room(mm_ring_t *r, uint64_t need) {
   struct ring_shared *sh = r->sh;
+  need += 8; /* the next record's header slot stays free */
+  if (r->cap - (r->pos - r->seen) >= need) {
+    if (LOAD_RELAXED(&sh->cons_state) != SIDE_CLOSED) return 1;
+    return -EPIPE;
+  }
   if (LOAD(&sh->cons_state) == SIDE_CLOSED) return -EPIPE;
   uint64_t tail = LOAD(&sh->tail);
-  uint64_t used = r->pos - tail;
-  if (used > r->cap) return MM_ECORRUPT;
-  return r->cap - used >= need ? 1 : 0;
+  if (r->pos - tail > r->cap) return MM_ECORRUPT;
+  r->seen = tail;
+  return r->cap - (r->pos - tail) >= need ? 1 : 0;
 }
 
 int mm_ring_reserve(mm_ring_t *r, size_t len, void **p, int timeout_ms) {
@@ -483,11 +508,17 @@ int mm_ring_commit(mm_ring_t *r, size_t len) {
   if (r->role != MM_RING_PRODUCER || !r->pending || len > r->pending_len)
     return -EINVAL;
   unsigned char *rec = r->data + (r->pos & r->mask);
+  uint64_t size = rec_size(len);
   uint32_t hdr[2] = {(uint32_t)len, (uint32_t)len ^ RING_TAG};
-  memcpy(rec, hdr, 8);
-  r->pos += rec_size(len);
+  uint64_t word;
+  memcpy(&word, hdr, 8);
+  /* Mark the next slot empty, then publish this one (see HOW IT WORKS). */
+  __atomic_store_n((uint64_t *)(void *)(r->data + ((r->pos + size) & r->mask)), 0,
+                   __ATOMIC_RELAXED);
+  __atomic_store_n((uint64_t *)(void *)rec, word, __ATOMIC_RELEASE);
+  r->pos += size;
   r->pending = 0;
-  STORE(&r->sh->head, r->pos);
+  __atomic_store_n(&r->sh->head, r->pos, __ATOMIC_RELAXED);
   wake(&r->sh->cons_waiting, &r->sh->data_seq);
   return 0;
 }
@@ -503,18 +534,18 @@ int mm_ring_send(mm_ring_t *r, const void *data, size_t len, int timeout_ms) {
 /* ---------------------------------------------------------------------- */
 /* Consumer                                                                */
 
-/* A record to read? > 0 yes, 0 not yet, SIDE_CLOSED-as-EOF or an error. */
+/* The header word at our position: zero while nothing is published. */
+static uint64_t header_at(const mm_ring_t *r) {
+  return __atomic_load_n((const uint64_t *)(const void *)(r->data + (r->pos & r->mask)),
+                         __ATOMIC_ACQUIRE);
+}
+
+/* A record to read? > 0 yes, 0 not yet, MM_EOF. */
 static int have_data(mm_ring_t *r, uint64_t unused) {
   (void)unused;
-  uint64_t head = LOAD(&r->sh->head);
-  uint64_t avail = head - r->pos;
-  if (avail > r->cap) return MM_ECORRUPT;
-  if (avail) return 1;
-  if (LOAD(&r->sh->prod_state) == SIDE_CLOSED) {
-    /* Closed after its last commit: look once more. */
-    head = LOAD(&r->sh->head);
-    return head != r->pos ? (head - r->pos > r->cap ? MM_ECORRUPT : 1) : MM_EOF;
-  }
+  if (header_at(r)) return 1;
+  if (LOAD(&r->sh->prod_state) == SIDE_CLOSED)
+    return header_at(r) ? 1 : MM_EOF; /* closed after its last commit */
   return 0;
 }
 
@@ -524,17 +555,16 @@ int mm_ring_peek(mm_ring_t *r, const void **p, size_t *len, int timeout_ms) {
     int rc = wait_for(r, have_data, 0, &r->sh->cons_waiting, &r->sh->data_seq,
                       timeout_ms);
     if (rc < 0) return rc;
-    uint64_t head = LOAD(&r->sh->head);
-    uint64_t avail = head - r->pos;
-    if (avail > r->cap || avail < 8) return MM_ECORRUPT;
-    const unsigned char *rec = r->data + (r->pos & r->mask);
     /* One read of the header into a local: the peer may change it. */
-    uint64_t word = __atomic_load_n((const uint64_t *)(const void *)rec, __ATOMIC_RELAXED);
+    uint64_t word = header_at(r);
     uint32_t hdr[2];
     memcpy(hdr, &word, sizeof hdr);
     uint64_t l = hdr[0];
-    if ((hdr[0] ^ RING_TAG) != hdr[1] || l > r->max_msg || rec_size(l) > avail)
-      return MM_ECORRUPT;
+    /* max_msg <= cap - 16 keeps the record inside the double mapping. */
+    if ((hdr[0] ^ RING_TAG) != hdr[1] || l > r->max_msg) return MM_ECORRUPT;
+    /* Start fetching the next header now: the next miss then overlaps
+     * with the caller's work on this record. */
+    __builtin_prefetch(r->data + ((r->pos + rec_size(l)) & r->mask), 0, 3);
     r->pending = rec_size(l);
     r->pending_len = (size_t)l;
   }

@@ -2,7 +2,7 @@
  * memmap/ring.h - a message channel between two processes in shared memory.
  *
  * One producer, one consumer. Messages are byte strings of any length from
- * 0 to the ring's max_msg (set at creation; up to capacity - 8, by default
+ * 0 to the ring's max_msg (set at creation; up to capacity - 16, by default
  * capacity / 2), delivered whole and in order. The data area is mapped
  * twice, back to back, so every message is contiguous in memory however it
  * wraps: the zero-copy calls hand out plain pointers.
@@ -65,14 +65,16 @@ typedef struct mm_ring_opts {
   uint64_t capacity; /* data bytes; rounded up to a power of two of at
                         least a page; at most 1 GiB */
   uint64_t max_msg;  /* longest message; 0: capacity / 2; at most
-                        capacity - 8 */
+                        capacity - 16 */
   int spin_us;       /* spin this long before sleeping (0: 20 us);
-                        MM_RING_SPIN_ONLY never sleeps */
+                        MM_RING_SPIN_ONLY never sleeps, MM_RING_SPIN_NONE
+                        sleeps at once */
   unsigned perm;     /* named rings: file mode (0: 0600) */
   unsigned flags;    /* MM_RING_ANY_OWNER */
 } mm_ring_opts_t;
 
 #define MM_RING_SPIN_ONLY (-1)
+#define MM_RING_SPIN_NONE (-2)
 
 enum mm_ring_flags {
   /* mm_ring_open: accept a file owned by another user, or accessible to
