@@ -128,7 +128,7 @@ TEST(examples_patch_changes_bytes_in_place) {
 TEST(cli_every_command_has_a_man_page_that_renders_cleanly) {
   const char *pages[] = {"memmap.1", "memmap-bench.1", "memmap-view.1",
                          "memmap.3", "mm_view.3", "mm_region.3",
-                         "memmap-cache.1", "mm_cache.3"};
+                         "memmap-cache.1", "mm_cache.3", "mm_ring.3"};
   char out[4096];
   int have_groff = run(out, sizeof out, "command -v groff >/dev/null") == 0;
   for (size_t i = 0; i < sizeof pages / sizeof pages[0]; i++) {
