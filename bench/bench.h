@@ -38,6 +38,8 @@ struct bench {
   int json_rows;        /* rows written so far (for commas) */
   struct bench_row *rows;
   int nrows, cap;
+  char (*verdicts)[2][384]; /* {suite, text} pairs */
+  int nverdicts;
 };
 
 /* Time `fn(arg)` : `warmup` untimed runs, then `reps` timed ones, each
@@ -64,6 +66,11 @@ struct bench_row *bench_find(struct bench *b, const char *suite,
                              const char *case_, const char *method,
                              uint64_t bytes);
 
+/* A verdict in plain words, computed by a suite from its numbers: printed
+ * as "verdict: <text>" and kept for the report. */
+void bench_verdict(struct bench *b, const char *suite, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 /* A progress line on a terminal ("\r" rewritten), nothing otherwise. */
 void bench_progress(struct bench *b, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
@@ -83,5 +90,10 @@ int bench_files(struct bench *b);
 int bench_grow(struct bench *b);
 int bench_cache(struct bench *b);
 int bench_ipc(struct bench *b);
+int bench_share(struct bench *b);
+
+/* Write DIR/index.html, DIR/report.md and DIR/<suite>.svg for the rows
+ * and verdicts so far; machine is a line describing the machine. */
+int bench_report(struct bench *b, const char *dir, const char *machine);
 
 #endif /* MM_BENCH_H */

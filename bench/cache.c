@@ -177,8 +177,9 @@ int bench_cache(struct bench *b) {
   struct bench_row *cs = bench_find(b, "cache", "residency-query", "cachestat", total);
   struct bench_row *vt = bench_find(b, "cache", "residency-query", "vmtouch", total);
   if (cs && vt)
-    fprintf(b->out, "\nverdict: cachestat answers for a GiB of cached files in %s, "
-                    "%.0fx faster than running vmtouch.\n",
-            bench_fmt_time(cs->seconds, t1, sizeof t1), cs->ratio);
+    bench_verdict(b, "cache",
+                  "cachestat answers for a GiB of cached files in %s, %.0fx faster "
+                  "than running vmtouch.",
+                  bench_fmt_time(cs->seconds, t1, sizeof t1), cs->ratio);
   return 0;
 }

@@ -313,17 +313,20 @@ static void print_tables(struct bench *b, const uint64_t *sizes, int nsizes) {
           "afresh for each batch of reads and unmaps it.\n");
   print_case(b, "random-4k", "", rnd_methods, rnd_heads, NRND, sizes, nsizes);
 
-  char s[32];
+  char s[32], s2[32], text[384];
+  fprintf(b->out, "\n");
   for (int c = 0; c < 2; c++) {
     const char *case_ = c ? "seq-scan-2m" : "seq-scan";
+    if (!bench_find(b, "files", case_, "view", sizes[nsizes - 1])) continue;
     uint64_t cross = crossover(b, case_, sizes, nsizes);
-    fprintf(b->out, "\nverdict (%s): ", c ? "2 MiB folios" : "read-back cache");
-    if (cross)
-      fprintf(b->out, "mapping beats reading the whole file from %s up; "
-                      "below that, read().",
-              cli_format_size(cross, s, sizeof s));
-    else
-      fprintf(b->out, "read() beats mapping at every size measured.");
+    int n = cross ? snprintf(text, sizeof text,
+                             "mmap beats reading the whole file from %s up on this "
+                             "machine (%s); below that, read().",
+                             cli_format_size(cross, s, sizeof s),
+                             c ? "cache in 2 MiB folios" : "cache filled by read-ahead")
+                  : snprintf(text, sizeof text,
+                             "read() beats mapping at every size measured (%s).",
+                             c ? "cache in 2 MiB folios" : "cache filled by read-ahead");
     double worst = 0;
     uint64_t worst_size = 0;
     for (int i = 0; i < nsizes; i++) {
@@ -338,11 +341,12 @@ static void print_tables(struct bench *b, const uint64_t *sizes, int nsizes) {
       if (best > 0 && vw->seconds / best > worst)
         worst = vw->seconds / best, worst_size = sizes[i];
     }
-    if (worst > 0)
-      fprintf(b->out, " The view's automatic choice takes at worst %.2fx the "
-                      "time of the faster of read() and mmap (at %s).",
-              worst, cli_format_size(worst_size, s, sizeof s));
-    fprintf(b->out, "\n");
+    if (worst > 0 && n > 0 && (size_t)n < sizeof text)
+      snprintf(text + n, sizeof text - (size_t)n,
+               " The view's automatic choice takes at worst %.2fx the time of the "
+               "faster of the two (at %s).",
+               worst, cli_format_size(worst_size, s2, sizeof s2));
+    bench_verdict(b, "files", "%s", text);
   }
   double lo = 0, hi = 0;
   for (int i = 0; i < nsizes; i++) {
@@ -352,9 +356,10 @@ static void print_tables(struct bench *b, const uint64_t *sizes, int nsizes) {
     if (r->ratio > hi) hi = r->ratio;
   }
   if (hi > 0)
-    fprintf(b->out, "verdict (random 4 KiB reads): through an open view's "
-                    "pointer, %.1fx to %.1fx the speed of pread().\n",
-            lo, hi);
+    bench_verdict(b, "files",
+                  "random 4 KiB reads through an open view's pointer run %.1fx to "
+                  "%.1fx the speed of pread().",
+                  lo, hi);
 }
 
 int bench_files(struct bench *b) {

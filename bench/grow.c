@@ -414,15 +414,18 @@ int bench_grow(struct bench *b) {
     double f = rows[si][M_REGION].seconds / rows[si][M_FLOOR].seconds;
     if (f > worst_floor) worst_floor = f;
   }
-  fprintf(b->out, "\nverdict: a region grows %s realloc() at every step size, "
-                  "within %.2fx of the first-touch floor, and never moves "
-                  "(realloc moved the data %llu times at 64 B steps).\n",
-          region_wins ? "at least as fast as" : "slower than", worst_floor,
-          (unsigned long long)moves[0][M_REALLOC]);
-  fprintf(b->out, "verdict: after freeing 90%% of fragmented buffers, regions "
-                  "leave %s resident, malloc/realloc %s (%.1fx).\n",
-          cli_format_size(fr[1].rss_after, s1, sizeof s1),
-          cli_format_size(fr[0].rss_after, s2, sizeof s2),
-          fr[1].rss_after ? (double)fr[0].rss_after / (double)fr[1].rss_after : 0);
+  fprintf(b->out, "\n");
+  bench_verdict(b, "grow",
+                "a region grows %s realloc() at every step size, within %.2fx of "
+                "the first-touch floor, and never moves (realloc moved the data "
+                "%llu times at 64 B steps).",
+                region_wins ? "at least as fast as" : "slower than", worst_floor,
+                (unsigned long long)moves[0][M_REALLOC]);
+  bench_verdict(b, "grow",
+                "after freeing 90%% of fragmented buffers, regions leave %s "
+                "resident, malloc/realloc %s (%.1fx).",
+                cli_format_size(fr[1].rss_after, s1, sizeof s1),
+                cli_format_size(fr[0].rss_after, s2, sizeof s2),
+                fr[1].rss_after ? (double)fr[0].rss_after / (double)fr[1].rss_after : 0);
   return 0;
 }

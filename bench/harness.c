@@ -183,3 +183,18 @@ void bench_time_set(const bench_fn *fns, void *const *args, int n, int reps,
     rows[m].ops = inner[m];
   }
 }
+
+void bench_verdict(struct bench *b, const char *suite, const char *fmt, ...) {
+  char text[384];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(text, sizeof text, fmt, ap);
+  va_end(ap);
+  fprintf(b->out, "verdict: %s\n", text);
+  void *n = realloc(b->verdicts, (size_t)(b->nverdicts + 1) * sizeof *b->verdicts);
+  if (!n) return;
+  b->verdicts = n;
+  snprintf(b->verdicts[b->nverdicts][0], sizeof b->verdicts[0][0], "%s", suite);
+  snprintf(b->verdicts[b->nverdicts][1], sizeof b->verdicts[0][1], "%s", text);
+  b->nverdicts++;
+}

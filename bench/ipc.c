@@ -368,13 +368,15 @@ int bench_ipc(struct bench *b) {
   struct bench_row *m64k = bench_find(b, "ipc", "stream-65536", "memcpy", 65536);
   struct bench_row *spin = bench_find(b, "ipc", "round-trip-64", "ring-spin", 64);
   struct bench_row *slp = bench_find(b, "ipc", "round-trip-64", "ring-sleep", 64);
-  fprintf(b->out,
-          "\nverdict: the shared-memory ring moves 64 B messages %.0fx faster than a "
-          "pipe, and 64 KiB messages at %.1fx the pipe's bytes/s (%.2fx of memcpy).\n"
-          "verdict: a round trip takes %s spinning (1/%.0f of a pipe's) and %s "
-          "sleeping (%.2fx the pipe's speed).\n",
-          r64->ratio, r64k->ratio, m64k->seconds / r64k->seconds,
-          bench_fmt_time(spin->seconds, t1, sizeof t1), spin->ratio,
-          bench_fmt_time(slp->seconds, s1, sizeof s1), slp->ratio);
+  fprintf(b->out, "\n");
+  bench_verdict(b, "ipc",
+                "the shared-memory ring moves 64 B messages %.0fx faster than a pipe, "
+                "and 64 KiB messages at %.1fx the pipe's bytes/s (%.2fx of memcpy).",
+                r64->ratio, r64k->ratio, m64k->seconds / r64k->seconds);
+  bench_verdict(b, "ipc",
+                "a 64 B round trip takes %s spinning (1/%.0f of a pipe's) and %s "
+                "sleeping on a futex (%.2fx the pipe's speed).",
+                bench_fmt_time(spin->seconds, t1, sizeof t1), spin->ratio,
+                bench_fmt_time(slp->seconds, s1, sizeof s1), slp->ratio);
   return 0;
 }
