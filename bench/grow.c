@@ -344,7 +344,7 @@ int bench_grow(struct bench *b) {
   snprintf(fm.case_, sizeof fm.case_, "fragmentation");
   snprintf(fm.method, sizeof fm.method, "malloc");
   fm.bytes = fr[0].rss_after;
-  fm.seconds = fr[0].seconds;
+  fm.seconds = fm.min = fm.max = fr[0].seconds;
   fm.reps = 1;
   snprintf(fm.note, sizeof fm.note, "rss_after=%llu live=%llu",
            (unsigned long long)fr[0].rss_after, (unsigned long long)fr[0].live);
@@ -352,7 +352,7 @@ int bench_grow(struct bench *b) {
   snprintf(frg.method, sizeof frg.method, "region");
   snprintf(frg.baseline, sizeof frg.baseline, "malloc");
   frg.bytes = fr[1].rss_after;
-  frg.seconds = fr[1].seconds;
+  frg.seconds = frg.min = frg.max = fr[1].seconds;
   snprintf(frg.note, sizeof frg.note, "rss_after=%llu live=%llu",
            (unsigned long long)fr[1].rss_after, (unsigned long long)fr[1].live);
   /* The ratio that matters here is of memory left behind, not time: rows

@@ -52,7 +52,7 @@ static double ty(double v, double lo, double hi, int logy) {
 static void axis_label(FILE *f, double v, char *buf, size_t len, int is_size, int is_time) {
   if (is_size) cli_format_size((uint64_t)v, buf, len);
   else if (is_time) bench_fmt_time(v, buf, len);
-  else snprintf(buf, len, "%g", v);
+  else snprintf(buf, len, "%.3g", v);
   (void)f;
 }
 
@@ -182,11 +182,14 @@ static void svg_bars(FILE *f, const char *title, const char *ylabel, const char 
 }
 
 /* Distinct values of a row field, in order of first appearance. */
+/* The speed charts leave out cases whose ratio is not one of time. */
+static int charted(const struct bench_row *r) { return strcmp(r->case_, "fragmentation") != 0; }
+
 static int distinct(struct bench *b, const char *suite, int field, const char **out, int max) {
   int n = 0;
   for (int i = 0; i < b->nrows; i++) {
     struct bench_row *r = &b->rows[i];
-    if (strcmp(r->suite, suite)) continue;
+    if (strcmp(r->suite, suite) || !charted(r)) continue;
     const char *v = field == 0 ? r->case_ : r->method;
     int seen = 0;
     for (int k = 0; k < n; k++) seen |= !strcmp(out[k], v);
@@ -242,7 +245,7 @@ static int chart(FILE *f, struct bench *b, const char *suite) {
   memset(v, 0, sizeof v);
   for (int i = 0; i < b->nrows; i++) {
     struct bench_row *r = &b->rows[i];
-    if (strcmp(r->suite, suite)) continue;
+    if (strcmp(r->suite, suite) || !charted(r)) continue;
     int g = 0, k = 0;
     while (g < ng && strcmp(groups[g], r->case_)) g++;
     while (k < nb && strcmp(names[k], r->method)) k++;
