@@ -13,6 +13,7 @@
  */
 #include "test.h"
 
+#include <fcntl.h>
 #include <ftw.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -128,7 +129,10 @@ static int run_one(struct mm_test *t, int num, double limit) {
     return 1;
   }
   int pfd[2];
-  if (pipe(pfd) < 0) {
+  /* Close-on-exec: a program the test runs (a daemon, say) must not hold
+   * the write end, or reading the skip reason would wait for it. The read
+   * end does not block for the same reason. */
+  if (pipe2(pfd, O_CLOEXEC) < 0 || fcntl(pfd[0], F_SETFL, O_NONBLOCK) < 0) {
     printf("not ok %d - %s # pipe: %s\n", num, t->name, strerror(errno));
     return 1;
   }

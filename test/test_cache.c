@@ -397,9 +397,11 @@ TEST(cache_cli_lock_daemon_keeps_pages_until_killed) {
   ASSERT(fscanf(f, "%d", &pid) == 1 && pid > 0);
   fclose(f);
   mm_cache_stat_t st;
-  ASSERT_OK(mm_cache_evict(fd, 0, 0, MM_CACHE_AUTO, &st));
-  ASSERT_EQ(st.resident, 64); /* locked by the daemon */
-  ASSERT(kill(pid, SIGTERM) == 0);
+  int rc = mm_cache_evict(fd, 0, 0, MM_CACHE_AUTO, &st);
+  uint64_t locked = st.resident;
+  ASSERT(kill(pid, SIGTERM) == 0); /* first, so that no failure leaves it running */
+  ASSERT_OK(rc);
+  ASSERT_EQ(locked, 64); /* locked by the daemon */
   for (int i = 0; i < 200 && kill(pid, 0) == 0; i++) usleep(10000);
   ASSERT(kill(pid, 0) != 0);
   ASSERT(access(pidf, F_OK) != 0); /* it removed its pidfile */
