@@ -18,6 +18,8 @@ static const struct cli_command commands[] = {
      cmd_bench, cmd_bench_usage},
     {"cache", "what of some files is in the page cache; touch, evict, lock",
      cmd_cache, cmd_cache_usage},
+    {"doctor", "report the limits and settings that bite mmap users, with advice",
+     cmd_doctor, cmd_doctor_usage},
     {"view", "open a view of a file and report how it was opened (or dump it)",
      cmd_view, cmd_view_usage},
 };

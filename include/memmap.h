@@ -6,6 +6,7 @@
 #define MEMMAP_H
 
 #include "memmap/common.h"
+#include "memmap/env.h"
 #include "memmap/cache.h"
 #include "memmap/region.h"
 #include "memmap/ring.h"

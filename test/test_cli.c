@@ -17,8 +17,8 @@ TEST(cli_help_and_version_exit_zero) {
   ASSERT(strstr(out, "bench") && strstr(out, "view"));
   ASSERT_EQ(run(out, sizeof out, MEMMAP " --version", mm_test_bindir()), 0);
   ASSERT(strstr(out, MM_VERSION_STRING));
-  const char *cmds[] = {"bench", "cache", "view"};
-  for (int i = 0; i < 3; i++) {
+  const char *cmds[] = {"bench", "cache", "doctor", "view"};
+  for (int i = 0; i < 4; i++) {
     ASSERT_EQ(run(out, sizeof out, MEMMAP " %s --help", mm_test_bindir(), cmds[i]), 0);
     ASSERT(strstr(out, "usage: memmap"));
     char again[8192];
@@ -128,7 +128,8 @@ TEST(examples_patch_changes_bytes_in_place) {
 TEST(cli_every_command_has_a_man_page_that_renders_cleanly) {
   const char *pages[] = {"memmap.1", "memmap-bench.1", "memmap-view.1",
                          "memmap.3", "mm_view.3", "mm_region.3",
-                         "memmap-cache.1", "mm_cache.3", "mm_ring.3"};
+                         "memmap-cache.1", "mm_cache.3", "mm_ring.3",
+                         "memmap-doctor.1", "mm_env.3"};
   char out[4096];
   int have_groff = run(out, sizeof out, "command -v groff >/dev/null") == 0;
   for (size_t i = 0; i < sizeof pages / sizeof pages[0]; i++) {
