@@ -287,15 +287,19 @@ static int open_checked(mm_ring_t *r, unsigned flags) {
   return map_ring(r);
 }
 
-int mm_ring_open(mm_ring_t **out, const char *path, const mm_ring_opts_t *opts) {
-  if (!out || !path) return -EINVAL;
-  *out = NULL;
+/* Open an existing ring on the descriptor fd (taken over; -errno passes
+ * through). */
+static int open_on(mm_ring_t **out, int fd, const mm_ring_opts_t *opts) {
+  if (fd < 0) return fd;
   mm_ring_t *r = ring_new(opts);
-  if (!r) return -ENOMEM;
-  r->fd = mm__sys_open(path, O_RDWR | O_NOFOLLOW, 0);
-  int rc = r->fd < 0 ? r->fd : open_checked(r, opts ? opts->flags : 0);
+  if (!r) {
+    (void)mm__sys_close(fd);
+    return -ENOMEM;
+  }
+  r->fd = fd;
+  int rc = open_checked(r, opts ? opts->flags : 0);
   if (rc < 0) {
-    if (r->fd >= 0) (void)mm__sys_close(r->fd);
+    (void)mm__sys_close(r->fd);
     free(r);
     return rc;
   }
@@ -303,20 +307,16 @@ int mm_ring_open(mm_ring_t **out, const char *path, const mm_ring_opts_t *opts) 
   return 0;
 }
 
+int mm_ring_open(mm_ring_t **out, const char *path, const mm_ring_opts_t *opts) {
+  if (!out || !path) return -EINVAL;
+  *out = NULL;
+  return open_on(out, mm__sys_open(path, O_RDWR | O_NOFOLLOW, 0), opts);
+}
+
 int mm_ring_open_fd(mm_ring_t **out, int fd, const mm_ring_opts_t *opts) {
   if (!out) return -EINVAL;
   *out = NULL;
-  mm_ring_t *r = ring_new(opts);
-  if (!r) return -ENOMEM;
-  r->fd = mm__sys_fcntl(fd, F_DUPFD_CLOEXEC, 0);
-  int rc = r->fd < 0 ? r->fd : open_checked(r, opts ? opts->flags : 0);
-  if (rc < 0) {
-    if (r->fd >= 0) (void)mm__sys_close(r->fd);
-    free(r);
-    return rc;
-  }
-  *out = r;
-  return 0;
+  return open_on(out, mm__sys_fcntl(fd, F_DUPFD_CLOEXEC, 0), opts);
 }
 
 int mm_ring_fd(const mm_ring_t *r) { return r->fd; }

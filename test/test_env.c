@@ -36,24 +36,7 @@
 /* ------------------------------------------------------------------------ */
 /* helpers                                                                  */
 
-/* Run a shell command; return its exit status and up to cap bytes of its
- * standard output. */
-static int run(char *out, size_t cap, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int run(char *out, size_t cap, const char *fmt, ...) {
-  char cmd[4096];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(cmd, sizeof cmd, fmt, ap);
-  va_end(ap);
-  fflush(NULL);
-  FILE *p = popen(cmd, "r");
-  if (!p) FAIL("popen %s: %s", cmd, strerror(errno));
-  size_t n = fread(out, 1, cap - 1, p);
-  out[n] = 0;
-  int st = pclose(p);
-  return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-}
+#define run mm_test_run
 
 #define MEMMAP "%s/memmap"
 
