@@ -1,7 +1,7 @@
 # memmap - GNU Makefile.
 #
 #   make               libmemmap.a, libmemmap.so, the memmap command, the tests
-#   make run           the main job: memmap bench --quick
+#   make run           the main job: memmap bench --quick (report in build/report)
 #   make test          every test, each in its own process
 #   make check-asan    the tests under AddressSanitizer (also check-ubsan)
 #   make install       PREFIX=/usr/local DESTDIR= (headers, libraries, command,
@@ -90,8 +90,9 @@ $(BUILD)/examples/%: examples/%.c $(STATIC)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< $(STATIC) $(LDFLAGS) $(LDLIBS)
 
+# The main job: every suite, quick, with the report written to build/report.
 run: $(MEMMAP)
-	./$(MEMMAP) bench --quick
+	./$(MEMMAP) bench --quick --report $(BUILD)/report
 
 test: all
 	./$(RUNTESTS)

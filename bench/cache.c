@@ -40,8 +40,8 @@ static void q_library(void *p) {
   for (int i = 0; i < a->nfiles; i++) {
     snprintf(path, sizeof path, "%s/f%03d", a->dir, i);
     mm_cache_stat_t st;
-    if (mm_cache_stat(path, 0, 0, a->method, &st) < 0 || st.resident != st.pages)
-      a->fail = 1;
+    /* The cost of asking is measured, whatever the answer. */
+    if (mm_cache_stat(path, 0, 0, a->method, &st) < 0) a->fail = 1;
   }
 }
 

@@ -41,7 +41,10 @@
 struct grow_result {
   double seconds;    /* growing, every step */
   uint64_t moves;    /* times the data moved to another address */
-  uint64_t rss_after;/* RSS after shrinking to 10% (growth) / freeing 90% */
+  uint64_t rss_after;/* RSS after shrinking to 10% (growth) / freeing 90%,
+                        above what the child had when it started (a fork
+                        of the bench, whose own memory is not the
+                        method's) */
   uint64_t live;     /* bytes still live then */
   uint64_t rss_base; /* RSS before the work started */
   int ok;
@@ -105,7 +108,7 @@ static void grow_child(int method, uint64_t total, size_t step,
     res->seconds = bench_now() - t0;
     res->moves = mm_region_moves(r) + (mm_region_base(r) != first);
     if (mm_region_resize(r, total / 10) != 0 || mm_region_trim(r) != 0) return;
-    res->rss_after = rss_now();
+    res->rss_after = rss_now() - res->rss_base;
     res->live = total / 10;
     res->ok = 1;
     return; /* the region is released by exit */
@@ -156,7 +159,7 @@ static void grow_child(int method, uint64_t total, size_t step,
     }
     break;
   }
-  res->rss_after = rss_now();
+  res->rss_after = rss_now() - res->rss_base;
   res->live = total / 10;
   res->ok = 1;
 }
@@ -209,7 +212,7 @@ static void frag_child(int use_region, uint64_t per_buf, struct grow_result *res
       bufs[b] = NULL;
     }
   }
-  res->rss_after = rss_now();
+  res->rss_after = rss_now() - res->rss_base;
   res->live = (uint64_t)(NBUF / 10) * per_buf + small_bytes;
   res->ok = 1;
 }
@@ -260,6 +263,8 @@ static int in_child(int kind, int method, uint64_t total, size_t step,
   struct rusage ru;
   if (wait4(pid, &st, 0, &ru) != pid) return -errno;
   *peak = (uint64_t)ru.ru_maxrss * 1024;
+  /* The peak above the child's own start, as for rss_after. */
+  *peak = *peak > res->rss_base ? *peak - res->rss_base : 0;
   if (n != (ssize_t)sizeof *res || !WIFEXITED(st) || WEXITSTATUS(st) || !res->ok)
     return -EIO;
   return 0;
@@ -367,8 +372,9 @@ int bench_grow(struct bench *b) {
           "in a fresh process.\n"
           "  [x] = realloc() time / this time. 'floor' writes the same bytes "
           "into memory mapped once at full size.\n"
-          "  RSS after = after shrinking back to 10%% (%s of data). Each run first "
-          "faults in and frees as much memory\n"
+          "  RSS after = after shrinking back to 10%% (%s of data). RSS figures "
+          "are above the run's own start.\n"
+          "  Each run first faults in and frees as much memory\n"
           "  as it will use, so that all methods start from memory the guest "
           "holds (see bench/grow.c).\n",
           cli_format_size(total, s1, sizeof s1), reps,
