@@ -23,7 +23,7 @@ WARN     := -std=c11 -Wall -Wextra -Wpedantic -Wshadow -Wstrict-prototypes \
 SAN      ?=
 SANFLAGS := $(if $(SAN),-fsanitize=$(SAN) -fno-omit-frame-pointer \
               $(if $(filter undefined,$(SAN)),-fno-sanitize-recover=all),)
-CFLAGS   += $(OPT) $(WARN) $(SANFLAGS) -fPIC -pthread -D_GNU_SOURCE \
+CFLAGS   += $(OPT) $(WARN) $(SANFLAGS) -fPIC -pthread -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 \
             -fvisibility=hidden -Iinclude -MMD -MP $(EXTRA_CFLAGS)
 LDFLAGS  += $(SANFLAGS) -pthread
 LDLIBS   += -lm

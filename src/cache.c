@@ -11,6 +11,8 @@
 #include "internal.h"
 
 #include <dirent.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -58,9 +60,8 @@ static int file_size(int fd, uint64_t *size, uid_t *owner) {
   if (S_ISREG(st.st_mode)) {
     *size = (uint64_t)st.st_size;
   } else if (S_ISBLK(st.st_mode)) {
-    off_t end = lseek(fd, 0, SEEK_END);
-    if (end < 0) return -errno;
-    *size = (uint64_t)end;
+    /* Not lseek: that would move the caller's file offset. */
+    if (ioctl(fd, BLKGETSIZE64, size) < 0) return -errno;
   } else {
     return S_ISDIR(st.st_mode) ? -EISDIR : -EINVAL;
   }
@@ -201,7 +202,9 @@ int mm_cache_touch(int fd, uint64_t off, uint64_t len) {
       /* A kernel before 5.14: read the window instead, which loads it. */
       rc = 0;
       char buf[65536];
-      for (uint64_t r = 0; r < wlen && rc == 0;) {
+      /* The window is whole pages; the file may end inside the last. */
+      uint64_t want = size - at < wlen ? size - at : wlen;
+      for (uint64_t r = 0; r < want && rc == 0;) {
         ssize_t got = mm__sys_pread(fd, buf, sizeof buf, at + r);
         if (got < 0) rc = (int)got;
         else if (got == 0) rc = MM_ETRUNCATED;
@@ -287,7 +290,7 @@ struct walk {
   int depth;
 };
 
-static int walk_dir(struct walk *w, size_t plen, const struct stat *st);
+static int walk_dir(struct walk *w, size_t plen, const struct stat *st, int fd);
 
 /* Visit w->path (length plen), whose parent directory is open as dirfd
  * and whose name there is `name` (dirfd -1: the start path). */
@@ -303,18 +306,39 @@ static int walk_one(struct walk *w, size_t plen, int dirfd, const char *name) {
     for (int i = 0; i < w->depth; i++)
       if (w->stack[i].dev == st.st_dev && w->stack[i].ino == st.st_ino)
         return w->fn(w->arg, w->path, -ELOOP, 1, w->depth);
+    /* Open what was checked, relative to its parent and without following
+     * a link that replaced it meanwhile; make sure it is the same one. */
+    int oflags = O_RDONLY | O_DIRECTORY | O_CLOEXEC | (follow ? 0 : O_NOFOLLOW);
+    int fd = dirfd < 0 ? open(w->path, oflags) : openat(dirfd, name, oflags);
+    struct stat again;
+    if (fd < 0) return w->fn(w->arg, w->path, -errno, 1, w->depth);
+    if (fstat(fd, &again) < 0 || again.st_dev != st.st_dev || again.st_ino != st.st_ino) {
+      close(fd);
+      return w->fn(w->arg, w->path, -EAGAIN, 1, w->depth); /* changed under us */
+    }
     int rc = w->fn(w->arg, w->path, 0, 1, w->depth);
-    return rc ? rc : walk_dir(w, plen, &st);
+    if (rc) {
+      close(fd);
+      return rc;
+    }
+    return walk_dir(w, plen, &st, fd);
   }
   if (S_ISREG(st.st_mode)) return w->fn(w->arg, w->path, 0, 0, w->depth);
   return 0; /* devices, FIFOs, sockets: no page cache to speak of */
 }
 
-static int walk_dir(struct walk *w, size_t plen, const struct stat *st) {
-  if (w->depth >= (int)(sizeof w->stack / sizeof w->stack[0]))
+/* Walk the directory open as fd (taken over). */
+static int walk_dir(struct walk *w, size_t plen, const struct stat *st, int fd) {
+  if (w->depth >= (int)(sizeof w->stack / sizeof w->stack[0])) {
+    close(fd);
     return w->fn(w->arg, w->path, -ELOOP, 1, w->depth);
-  DIR *d = opendir(w->path);
-  if (!d) return w->fn(w->arg, w->path, -errno, 1, w->depth);
+  }
+  DIR *d = fdopendir(fd);
+  if (!d) {
+    int e = -errno;
+    close(fd);
+    return w->fn(w->arg, w->path, e, 1, w->depth);
+  }
   w->stack[w->depth].dev = st->st_dev;
   w->stack[w->depth].ino = st->st_ino;
   w->depth++;

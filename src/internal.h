@@ -7,6 +7,11 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE 1
 #endif
+/* 64-bit file offsets in 32-bit builds too (the Makefile sets it for every
+ * file; this keeps the library right when built some other way). */
+#ifndef _FILE_OFFSET_BITS
+#define _FILE_OFFSET_BITS 64
+#endif
 
 #include <stdint.h>
 #include <string.h>

@@ -29,10 +29,12 @@
  * tail gives room back; the producer re-reads it only when what it last
  * saw leaves too little room.
  *
- * Trust. Each side keeps its own index privately and only reads the
- * other's. Every value read from the shared page is read once into a local
- * and checked: 0 <= head - tail <= cap, a record header whose tag matches,
- * len <= max_msg, and the record inside what head published. The ring's
+ * Trust. Each side keeps its own index privately. Every value read from
+ * the shared page is read once into a local and checked: the producer
+ * checks 0 <= head - tail <= cap for the tail it reads, the consumer a
+ * record header whose tag matches and len <= max_msg (which keeps the
+ * record inside the double mapping), and attach checks both indices are
+ * 8-byte aligned. The ring's
  * geometry (cap, max_msg) is read and checked once at open and never
  * re-read, so the peer cannot change it under us.
  *
@@ -332,13 +334,15 @@ int mm_ring_attach(mm_ring_t *r, int role) {
   struct ring_shared *sh = r->sh;
   uint32_t *pid = role == MM_RING_PRODUCER ? &sh->prod_pid : &sh->cons_pid;
   uint32_t *state = role == MM_RING_PRODUCER ? &sh->prod_state : &sh->cons_state;
+  /* Check the indices before claiming anything, so that a refusal leaves
+   * the role free. Records are 8-byte aligned: so are valid indices. */
+  uint64_t head = LOAD(&sh->head), tail = LOAD(&sh->tail);
+  if (head - tail > r->cap || ((head | tail) & 7)) return MM_ECORRUPT;
   uint32_t zero = 0, me = (uint32_t)getpid();
   if (!__atomic_compare_exchange_n(pid, &zero, me, 0, __ATOMIC_SEQ_CST,
                                    __ATOMIC_SEQ_CST))
     return -EBUSY;
   STORE(state, (uint32_t)SIDE_ATTACHED);
-  uint64_t head = LOAD(&sh->head), tail = LOAD(&sh->tail);
-  if (head - tail > r->cap) return MM_ECORRUPT;
   r->pos = role == MM_RING_PRODUCER ? head : tail;
   r->seen = role == MM_RING_PRODUCER ? tail : head;
   r->role = role;
@@ -485,7 +489,7 @@ static int have_room(mm_ring_t *r, uint64_t need) {
   }
   if (LOAD(&sh->cons_state) == SIDE_CLOSED) return -EPIPE;
   uint64_t tail = LOAD(&sh->tail);
-  if (r->pos - tail > r->cap) return MM_ECORRUPT;
+  if (r->pos - tail > r->cap || (tail & 7)) return MM_ECORRUPT;
   r->seen = tail;
   return r->cap - (r->pos - tail) >= need ? 1 : 0;
 }

@@ -13,6 +13,8 @@
 #include <time.h>
 #include <unistd.h>
 
+_Static_assert(sizeof(off_t) == 8, "memmap needs 64-bit file offsets");
+
 static const char *const sys_names[MM_SYS__COUNT] = {
 #define MM__SYSOP_NAME(name) #name,
     MM__SYSOP_LIST(MM__SYSOP_NAME)

@@ -38,6 +38,8 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <sys/mman.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include "memmap/view.h"
@@ -223,6 +225,7 @@ static int map_range(mm_view_t *v, int fd, uint64_t off, uint64_t len,
   size_t page = mm__page_size();
   uint64_t aoff = mm__align_down(off, page);
   size_t delta = (size_t)(off - aoff);
+  if (len > UINT64_MAX - delta) return -EFBIG; /* a device's length is the caller's */
   uint64_t mlen = mm__align_up(len + delta, page);
   if (mlen == 0 || mlen > SIZE_MAX) return -EFBIG;
   int prot = PROT_READ, mflags = MAP_PRIVATE;
@@ -281,6 +284,8 @@ static int check_opts(const mm_view_opts_t *o) {
   if ((o->flags & MM_VIEW_EXCL) && !(o->flags & MM_VIEW_CREATE)) return -EINVAL;
   if (o->mode == MM_VIEW_WRITE && o->backend == MM_BACKEND_READ) return -EINVAL;
   if (o->offset > (uint64_t)INT64_MAX) return MM_ERANGE;
+  /* No range may end past what a file offset can name. */
+  if (o->length > (uint64_t)INT64_MAX - o->offset) return MM_ERANGE;
   return 0;
 }
 
@@ -300,9 +305,8 @@ static int view_fill(mm_view_t *v, int fd, const mm_view_opts_t *o) {
   if (S_ISREG(st.st_mode) || S_ISBLK(st.st_mode)) {
     uint64_t fsize = (uint64_t)st.st_size;
     if (S_ISBLK(st.st_mode)) {
-      off_t end = lseek(fd, 0, SEEK_END);
-      if (end < 0) return -errno;
-      fsize = (uint64_t)end;
+      /* Not lseek: that would move the caller's file offset. */
+      if (ioctl(fd, BLKGETSIZE64, &fsize) < 0) return -errno;
     }
     if (fsize == 0 && S_ISREG(st.st_mode) && v->mode != MM_VIEW_WRITE) {
       /* Empty, or a procfs-like file whose size reads as 0 but which has
@@ -593,50 +597,40 @@ int mm_view_resize(mm_view_t *v, uint64_t new_size, unsigned flags) {
     v->map = p;
     v->map_len = (size_t)new_mlen;
   } else {
-    /* Shrink the mapping before the file, so that no page of ours is ever
-     * past the end of file. */
-    void *p = NULL;
-    if (new_size == 0)
-      rc = mm__sys_munmap(v->map, v->map_len);
-    else if (new_mlen < v->map_len)
-      rc = mm__sys_mremap(&p, v->map, v->map_len, (size_t)new_mlen, 0, NULL);
-    else
-      p = v->map;
-    if (rc < 0) return rc;
+    /* Swap the tail's file pages for a PROT_NONE placeholder at the same
+     * address (MAP_FIXED replaces atomically), so that no page of ours is
+     * past the end of file, then cut the file. If the cut fails, the file's
+     * pages go back exactly where they were: nothing moved. */
+    size_t keep = (size_t)new_mlen, tail = v->map_len - keep;
+    unsigned char *m = v->map;
+    void *p;
+    if (tail) {
+      rc = mm__sys_mmap(&p, m + keep, tail, PROT_NONE,
+                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
+      if (rc < 0) return rc;
+    }
     rc = mm__sys_ftruncate(v->fd, new_end);
     if (rc < 0) {
-      /* Put the mapping back as it was; the file is unchanged. */
-      void *q;
-      int r2;
-      if (new_size == 0)
-        r2 = mm__sys_mmap(&q, NULL, v->map_len, PROT_READ | PROT_WRITE,
-                          MAP_SHARED, v->fd, aoff);
-      else
-        r2 = mm__sys_mremap(&q, p, (size_t)new_mlen, v->map_len,
-                            MREMAP_MAYMOVE, NULL);
-      if (r2 == 0) {
-        v->map = q;
-        v->data = (unsigned char *)q + delta;
-        return rc;
+      if (tail && mm__sys_mmap(&p, m + keep, tail, PROT_READ | PROT_WRITE,
+                               MAP_SHARED | MAP_FIXED, v->fd, aoff + keep) < 0) {
+        /* Two failures in a row: keep the smaller view, which is still a
+         * correct view of the file's first bytes. */
+        (void)mm__sys_munmap(m + keep, tail);
+        if (keep == 0) {
+          set_empty(v, MM_BACKEND_MMAP);
+        } else {
+          v->map_len = keep;
+          v->size = new_size;
+        }
       }
-      /* Could not restore the old mapping: keep the smaller one, which
-       * is still a correct view of the file's first bytes. */
-      if (new_size == 0) {
-        set_empty(v, MM_BACKEND_MMAP);
-        return rc;
-      }
-      v->map = p;
-      v->map_len = (size_t)new_mlen;
-      v->size = new_size;
-      v->data = (unsigned char *)p + delta;
       return rc;
     }
+    if (tail) (void)mm__sys_munmap(m + keep, tail); /* only addresses */
     if (new_size == 0) {
       set_empty(v, MM_BACKEND_MMAP);
       return 0;
     }
-    v->map = p;
-    v->map_len = (size_t)new_mlen;
+    v->map_len = keep;
   }
   v->delta = delta;
   v->data = (unsigned char *)v->map + delta;
@@ -703,7 +697,12 @@ static int guard_install(void) {
     sa.sa_sigaction = guard_handler;
     sa.sa_flags = SA_SIGINFO | SA_NODEFER | SA_ONSTACK | SA_RESTART;
     sigemptyset(&sa.sa_mask);
-    rc = mm__sys_sigaction(SIGBUS, &sa, &guard_prev);
+    /* Read the old action first: once ours is installed, a SIGBUS in
+     * another thread may already need guard_prev. (A handler installed by
+     * another thread between the two calls would be replaced unseen;
+     * install yours before using the guard, as view.h says.) */
+    rc = mm__sys_sigaction(SIGBUS, NULL, &guard_prev);
+    if (rc == 0) rc = mm__sys_sigaction(SIGBUS, &sa, NULL);
     if (rc == 0) atomic_store_explicit(&guard_installed, 1, memory_order_release);
   }
   pthread_mutex_unlock(&guard_lock);

@@ -437,3 +437,18 @@ TEST_T(cache_bench_reports_each_method_per_gib, 120) {
   }
   free(out);
 }
+
+TEST(cache_touch_without_populate_reads_to_the_real_end_of_file) {
+  /* Kernels before 5.14 have no MADV_POPULATE_READ (EINVAL): touch reads
+   * instead, and must stop at the end of a file that ends mid-page. */
+  const char *p = mm_test_path("f");
+  mm_test_write_file(p, 5000);
+  int fd = open(p, O_RDONLY);
+  ASSERT_OK(mm_cache_evict(fd, 0, 0, MM_CACHE_AUTO, NULL));
+  mm__fault_set(MM_SYS_MADVISE, 3, EINVAL, 0); /* the populate */
+  ASSERT_OK(mm_cache_touch(fd, 0, 0));
+  mm_cache_stat_t st;
+  ASSERT_OK(mm_cache_stat_fd(fd, 0, 0, MM_CACHE_AUTO, &st));
+  ASSERT_EQ(st.resident, 2);
+  close(fd);
+}

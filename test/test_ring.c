@@ -644,3 +644,24 @@ TEST_T(ring_bench_ipc_reports_every_channel_against_the_pipe, 120) {
     if (!strstr(out, want[i])) FAIL("no '%s' in:\n%s", want[i], out);
   free(out);
 }
+
+TEST(ring_attach_refuses_misaligned_indices_and_leaves_the_role_free) {
+  mm_ring_opts_t o = {.capacity = 4096};
+  mm_ring_t *r;
+  ASSERT_OK(mm_ring_create(&r, NULL, &o));
+  /* What a hostile peer could write: head = tail = 3. */
+  unsigned char *m = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, mm_ring_fd(r), 0);
+  ASSERT(m != MAP_FAILED);
+  uint64_t three = 3;
+  memcpy(m + 64, &three, 8);
+  memcpy(m + 128, &three, 8);
+  ASSERT_RC(mm_ring_attach(r, MM_RING_CONSUMER), MM_ECORRUPT);
+  ASSERT_RC(mm_ring_attach(r, MM_RING_PRODUCER), MM_ECORRUPT);
+  uint64_t zero = 0;
+  memcpy(m + 64, &zero, 8);
+  memcpy(m + 128, &zero, 8);
+  /* Repaired: the roles were never taken. */
+  ASSERT_OK(mm_ring_attach(r, MM_RING_CONSUMER));
+  munmap(m, 4096);
+  mm_ring_close(r);
+}

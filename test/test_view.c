@@ -1060,3 +1060,35 @@ TEST(view_backend_names) {
   ASSERT(!strcmp(mm_backend_name(MM_BACKEND_AUTO), "auto"));
   ASSERT(!strcmp(mm_backend_name(42), "?"));
 }
+
+TEST(view_device_length_that_wraps_with_the_offset_is_refused) {
+  /* offset 4095 + a length near 2^64 once wrapped to one page mapped under
+   * a view that claimed 2^64 bytes. */
+  mm_view_opts_t o = {.backend = MM_BACKEND_MMAP, .offset = 4095,
+                      .length = UINT64_MAX - 4000};
+  mm_view_t *v = (mm_view_t *)1;
+  ASSERT_RC(mm_view_open(&v, "/dev/zero", &o), MM_ERANGE);
+  ASSERT(v == NULL);
+  o.offset = 0;
+  o.length = (uint64_t)INT64_MAX; /* fits the offset rule, not memory */
+  int rc = mm_view_open(&v, "/dev/zero", &o);
+  if (rc != -ENOMEM && rc != -EFBIG) FAIL("got %s, want ENOMEM or EFBIG", mm_errname(rc));
+}
+
+TEST(view_failed_shrink_of_a_sealed_memfd_changes_nothing) {
+  int fd = memfd_create("sealed", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+  ASSERT(fd >= 0);
+  ASSERT(ftruncate(fd, 64 * page()) == 0);
+  ASSERT(fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK) == 0);
+  mm_view_opts_t o = {.mode = MM_VIEW_WRITE};
+  mm_view_t *v;
+  ASSERT_OK(mm_view_open_fd(&v, fd, &o));
+  unsigned char *d = mm_view_data(v);
+  d[60 * page()] = 0x77;
+  ASSERT_RC(mm_view_resize(v, page(), 0), -EPERM);
+  ASSERT(mm_view_data(v) == d);
+  ASSERT_EQ(mm_view_size(v), 64 * page());
+  ASSERT_EQ(d[60 * page()], 0x77); /* the tail is mapped back, contents and all */
+  ASSERT_OK(mm_view_close(v));
+  close(fd);
+}
