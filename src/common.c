@@ -61,7 +61,7 @@ size_t mm__page_size(void) {
 static long proc_read(const char *path, int parse) {
   int fd = open(path, O_RDONLY | O_CLOEXEC);
   if (fd < 0) return -1;
-  char buf[65536];
+  char buf[4096]; /* small: callers may run on threads with small stacks */
   long lines = 0;
   ssize_t n;
   char first[32] = {0};
