@@ -33,6 +33,17 @@ static void esc(FILE *f, const char *s) {
   }
 }
 
+/* The start of a chart: the svg element, a white ground, the title. */
+static void svg_open(FILE *f, const char *title) {
+  fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" "
+             "viewBox=\"0 0 %d %d\" font-family=\"sans-serif\" font-size=\"11\" "
+             "class=\"chart\">\n", W, H, W, H);
+  fprintf(f, "<rect width=\"%d\" height=\"%d\" fill=\"white\"/>\n", W, H);
+  fprintf(f, "<text x=\"%d\" y=\"20\" font-size=\"14\" font-weight=\"bold\">", ML);
+  esc(f, title);
+  fprintf(f, "</text>\n");
+}
+
 struct series {
   const char *name;
   int n;
@@ -70,13 +81,7 @@ static void svg_lines(FILE *f, const char *title, const char *xlabel, const char
   if (!logy) ylo = 0;
   if (logy) ylo = pow(10, floor(log10(ylo))), yhi = pow(10, ceil(log10(yhi)));
   else yhi *= 1.1;
-  fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" "
-             "viewBox=\"0 0 %d %d\" font-family=\"sans-serif\" font-size=\"11\" "
-             "class=\"chart\">\n", W, H, W, H);
-  fprintf(f, "<rect width=\"%d\" height=\"%d\" fill=\"white\"/>\n", W, H);
-  fprintf(f, "<text x=\"%d\" y=\"20\" font-size=\"14\" font-weight=\"bold\">", ML);
-  esc(f, title);
-  fprintf(f, "</text>\n");
+  svg_open(f, title);
   char b[32];
   /* Grid and ticks. */
   if (logy) {
@@ -139,13 +144,7 @@ static void svg_bars(FILE *f, const char *title, const char *ylabel, const char 
       if (values[g][k] > 0) lo = fmin(lo, values[g][k]), hi = fmax(hi, values[g][k]);
   lo = pow(10, floor(log10(lo))), hi = pow(10, ceil(log10(hi)));
   if (hi <= lo) hi = lo * 10;
-  fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" "
-             "viewBox=\"0 0 %d %d\" font-family=\"sans-serif\" font-size=\"11\" "
-             "class=\"chart\">\n", W, H, W, H);
-  fprintf(f, "<rect width=\"%d\" height=\"%d\" fill=\"white\"/>\n", W, H);
-  fprintf(f, "<text x=\"%d\" y=\"20\" font-size=\"14\" font-weight=\"bold\">", ML);
-  esc(f, title);
-  fprintf(f, "</text>\n");
+  svg_open(f, title);
   for (double v = lo; v <= hi * 1.0001; v *= 10) {
     double y = ty(v, lo, hi, 1);
     fprintf(f, "<line x1=\"%d\" x2=\"%d\" y1=\"%.1f\" y2=\"%.1f\" stroke=\"%s\"/>"
