@@ -16,10 +16,10 @@
 
 static uint64_t page(void) { return (uint64_t)sysconf(_SC_PAGESIZE); }
 
-/* AddressSanitizer intercepts mlock() and does nothing: locked pages are
- * then not locked, and tests of locking cannot hold. */
-#if defined(__SANITIZE_ADDRESS__)
-#define SKIP_IF_MLOCK_IS_FAKE() SKIP("AddressSanitizer makes mlock() a no-op")
+/* The sanitizers (ASan, TSan) intercept mlock() and do nothing: locked
+ * pages are then not locked, and tests of locking cannot hold. */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define SKIP_IF_MLOCK_IS_FAKE() SKIP("the sanitizer makes mlock() a no-op")
 #else
 #define SKIP_IF_MLOCK_IS_FAKE() ((void)0)
 #endif
