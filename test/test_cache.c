@@ -347,8 +347,12 @@ TEST(cache_cli_reports_evicts_touches_and_maps_pages) {
   ASSERT_EQ(mm_test_run(out, sizeof out, "%s/memmap cache -t %s", bin, p), 0);
   ASSERT(strstr(out, "Touched Pages: 100/100"));
   ASSERT_EQ(mm_test_run(out, sizeof out, "%s/memmap cache --json -v %s", bin, p), 0);
-  if (!strstr(out, "\"entries\": [") || !strstr(out, "\"resident_pages\": 100") ||
-      !strstr(out, "\"map\": \"OOOO"))
+  /* Just touched, but a separate process and a moment later: the kernel
+   * may have reclaimed a page or two meanwhile (seen under load in CI).
+   * The entry and the summary must agree, and be nearly all resident. */
+  const char *e = strstr(out, "\"resident\": "), *t = strstr(out, "\"resident_pages\": ");
+  if (!strstr(out, "\"entries\": [") || !strstr(out, "\"map\": \"O") || !e || !t ||
+      atoi(e + 12) != atoi(t + 18) || atoi(t + 18) < 90 || atoi(t + 18) > 100)
     FAIL("json:\n%s", out);
   char res[64];
   if (mm_test_run(res, sizeof res, "command -v python3 >/dev/null") == 0) {
