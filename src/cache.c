@@ -74,11 +74,11 @@ static int file_size(int fd, uint64_t *size, uid_t *owner) {
 static void clip(uint64_t size, uint64_t off, uint64_t len, uint64_t *lo,
                  uint64_t *hi) {
   size_t page = mm__page_size();
-  uint64_t end = len == 0 || len > size - (off < size ? off : size) ? size : off + len;
   if (off >= size) {
     *lo = *hi = 0;
     return;
   }
+  uint64_t end = len == 0 || len > size - off ? size : off + len;
   *lo = mm__align_down(off, page);
   *hi = mm__align_up(end, page);
 }

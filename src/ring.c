@@ -125,9 +125,9 @@ struct mm_ring {
   int role;
   int spin_us;
   uint64_t pos;            /* producer: head; consumer: tail (ours) */
-  uint64_t seen;           /* the peer's index as last read (producer:
-                              tail; consumer: head), so that it is read
-                              again only when it might let us go on */
+  uint64_t seen;           /* producer: the consumer's tail as last read,
+                              read again only when it leaves too little
+                              room (the consumer polls headers instead) */
   uint64_t pending;        /* producer: bytes reserved; consumer: peeked */
   size_t pending_len;      /* the payload length of that record */
   int peer_pidfd;
@@ -344,7 +344,7 @@ int mm_ring_attach(mm_ring_t *r, int role) {
     return -EBUSY;
   STORE(state, (uint32_t)SIDE_ATTACHED);
   r->pos = role == MM_RING_PRODUCER ? head : tail;
-  r->seen = role == MM_RING_PRODUCER ? tail : head;
+  r->seen = tail;
   r->role = role;
   return 0;
 }
