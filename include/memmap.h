@@ -7,6 +7,7 @@
 
 #include "memmap/common.h"
 #include "memmap/env.h"
+#include "memmap/heap.h"
 #include "memmap/cache.h"
 #include "memmap/region.h"
 #include "memmap/ring.h"

@@ -12,7 +12,7 @@
 
 TEST(errors_library_codes_are_outside_the_errno_range) {
   int codes[] = {MM_ECORRUPT, MM_EVERSION, MM_ETRUNCATED, MM_EPEERDEAD,
-                 MM_EFULL, MM_EOF, MM_ERANGE, MM_ENOTMAPPABLE, MM_EMAPCOUNT};
+                 MM_EFULL, MM_EOF, MM_ERANGE, MM_ENOTMAPPABLE, MM_EMAPCOUNT, MM_ENOTHEAP, MM_EPLATFORM};
   for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++) {
     ASSERT(codes[i] <= MM_ERROR_FIRST && codes[i] >= MM_ERROR_LAST);
     ASSERT(-codes[i] > 4095); /* the kernel's largest errno is 4095 */

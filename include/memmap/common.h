@@ -43,7 +43,9 @@
   X(MM_EOF,          -5005, "end of stream")                                   \
   X(MM_ERANGE,       -5006, "the range lies outside the file")                 \
   X(MM_ENOTMAPPABLE, -5007, "this file cannot be memory-mapped")               \
-  X(MM_EMAPCOUNT,    -5008, "too many mappings: vm.max_map_count is reached")
+  X(MM_EMAPCOUNT,    -5008, "too many mappings: vm.max_map_count is reached") \
+  X(MM_ENOTHEAP,     -5009, "the file is not a memmap heap")                  \
+  X(MM_EPLATFORM,    -5010, "made on a machine with another page size, byte order or word size")
 
 enum mm_error {
 #define MM__ERROR_ENUM(name, value, msg) name = (value),
