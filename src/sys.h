@@ -33,7 +33,8 @@
   X(MMAP) X(MUNMAP) X(MREMAP) X(MPROTECT) X(MADVISE) X(MSYNC) X(MINCORE) \
   X(MLOCK) X(MUNLOCK) X(FTRUNCATE) X(FALLOCATE) X(MEMFD_CREATE) X(FUTEX_WAIT)    \
   X(FUTEX_WAKE) X(SIGACTION) X(OPEN) X(FSTAT) X(READ) X(PREAD) X(CLOSE) \
-  X(FSYNC) X(FCNTL) X(FADVISE) X(CACHESTAT) X(PIDFD_OPEN)
+  X(FSYNC) X(FCNTL) X(FADVISE) X(CACHESTAT) X(PIDFD_OPEN) \
+  X(GETRANDOM)
 
 enum mm__sysop {
 #define MM__SYSOP_ENUM(name) MM_SYS_##name,
@@ -86,6 +87,8 @@ int mm__sys_cachestat(int fd, uint64_t off, uint64_t len,
 /* pidfd_open(2), Linux 5.3+: a descriptor that polls readable once the
  * process has exited (zombie or reaped). fd or -errno. */
 int mm__sys_pidfd_open(int pid);
+/* getrandom(2) until n bytes are had: 0 or -errno. */
+int mm__sys_getrandom(void *buf, size_t n);
 
 /* Make the `nth` call of `op` from now (1 = the next one) fail with -err.
  * With sticky, that call and every later one fail until cleared. nth 0

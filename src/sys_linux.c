@@ -309,3 +309,20 @@ int mm__sys_pidfd_open(int pid) {
   long r = syscall(__NR_pidfd_open, pid, 0);
   return SYS_RESULT(MM_SYS_PIDFD_OPEN, r);
 }
+
+int mm__sys_getrandom(void *buf, size_t n) {
+  SYS_ENTER(MM_SYS_GETRANDOM);
+  unsigned char *p = buf;
+  long r = 0;
+  while (n) {
+    r = syscall(SYS_getrandom, p, n, 0);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      break;
+    }
+    p += r;
+    n -= (size_t)r;
+    r = 0;
+  }
+  return SYS_RESULT(MM_SYS_GETRANDOM, r);
+}
