@@ -862,6 +862,15 @@ static int run_ok(const mm_heap_t *h, uint64_t r, int c) {
          R->bump <= R->nblocks && in_data(h, r, (uint64_t)R->npages * HP);
 }
 
+/* The fields of a run that never change while it lives: what callers
+ * without the lock (free, usable_size, valid) may look at. */
+static int run_fixed_ok(const mm_heap_t *h, uint64_t r, int c) {
+  if (!in_data(h, r, (uint64_t)run_pages(c) * HP) || (r - h->data_off) % HP) return 0;
+  const struct run *R = AT(h, r);
+  return R->magic == RUN_MAGIC && R->cls == c && R->nblocks == run_blocks(c) &&
+         R->npages == run_pages(c);
+}
+
 static int partial_insert(mm_heap_t *h, uint64_t r, int c) {
   struct run *R = AT(h, r);
   uint64_t nx = h->S->partial[c];
@@ -970,7 +979,7 @@ static int classify(mm_heap_t *h, uint64_t off, struct obj *o) {
   if (KIND(e0) == C_HUGE) {
     uint64_t n = VAL(e0);
     if (pi != 1 || off != page_off(h, ci, 1) || n == 0 ||
-        n > h->S->nchunks - ci)
+        n > ((hs - h->data_off) >> h->cshift) - ci)
       return -EINVAL;
     o->kind = OBJ_HUGE;
     o->start = off;
@@ -1001,7 +1010,7 @@ static int classify(mm_heap_t *h, uint64_t off, struct obj *o) {
   }
   if (KIND(e) == K_SMALL) {
     int c = (int)(VAL(e) >> 8);
-    if (c >= NCLASS || (VAL(e) & 0xff) != run_pages(c) || !run_ok(h, p, c))
+    if (c >= NCLASS || (VAL(e) & 0xff) != run_pages(c) || !run_fixed_ok(h, p, c))
       return -EINVAL;
     const struct run *R = AT(h, p);
     uint64_t bs = class_size[c], first = p + RUN_HDR;

@@ -20,8 +20,8 @@
  * 32-bit), no memory and no disk.
  *
  * SHARING
- * Any number of processes may open one heap at once (up to 64 handles take
- * a per-thread cache; more still work, without it). Threads may share a
+ * Any number of processes may open one heap at once. Up to 64 threads
+ * (over all handles) get a per-thread cache; more still work, without it. Threads may share a
  * handle. The shared allocator state lives in the file and is guarded by a
  * process-shared, robust mutex, also in the file. Small allocations and
  * frees are served from a per-thread cache of blocks, recorded in the file
@@ -335,7 +335,8 @@ typedef struct mm_heap_info {
   unsigned version;       /* format version */
   unsigned page_size;
   unsigned durable;       /* 1 if created with MM_HEAP_DURABLE */
-  unsigned handles;       /* handles with a cache slot, live now */
+  unsigned handles;       /* cache slots held by open handles: one per
+                             thread that allocated through a handle */
   unsigned char uuid[16];
 } mm_heap_info_t;
 
