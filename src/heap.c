@@ -173,6 +173,9 @@ static const uint16_t class_size[NCLASS] = {
     16,  32,  48,  64,  80,  96,  112,  128,  160,  192,  224,  256,
     320, 384, 448, 512, 640, 768, 896, 1024, 1280, 1536, 1792, 2048};
 static uint8_t class_lut[SMALL_MAX / 16 + 1];
+static uint16_t class_pages[NCLASS], class_blocks[NCLASS];
+static uint32_t class_recip[NCLASS]; /* ceil(2^32 / size): x / size without a
+                                        division, exact for x < 2^21 */
 static pthread_once_t class_once = PTHREAD_ONCE_INIT;
 
 static void class_init(void) {
@@ -181,16 +184,22 @@ static void class_init(void) {
     while (class_size[c] < i * 16) c++;
     class_lut[i] = (uint8_t)c;
   }
+  for (c = 0; c < NCLASS; c++) {
+    unsigned bs = class_size[c];
+    class_pages[c] = (uint16_t)(bs <= 256 ? 1 : bs <= 1024 ? 4 : 8);
+    class_blocks[c] = (uint16_t)((class_pages[c] * HP - RUN_HDR) / bs);
+    class_recip[c] = (uint32_t)((((uint64_t)1 << 32) + bs - 1) / bs);
+  }
 }
 
 static inline int size_class(uint64_t size) {
   return size <= SMALL_MAX ? class_lut[(size + 15) >> 4] : -1;
 }
-static inline unsigned run_pages(int c) {
-  return class_size[c] <= 256 ? 1 : class_size[c] <= 1024 ? 4 : 8;
-}
-static inline unsigned run_blocks(int c) {
-  return (run_pages(c) * HP - RUN_HDR) / class_size[c];
+static inline unsigned run_pages(int c) { return class_pages[c]; }
+static inline unsigned run_blocks(int c) { return class_blocks[c]; }
+/* The block index of byte x of a run's block area (x < 32 KiB). */
+static inline uint64_t block_index(uint64_t x, int c) {
+  return (x * class_recip[c]) >> 32;
 }
 
 /* ---- crc32c ------------------------------------------------------------- */
@@ -281,13 +290,15 @@ static __thread struct {
   int slot;
 } tls;
 
-static pid_t my_tid(void) {
+static __attribute__((noinline)) void tls_reset(unsigned long g) {
+  tls.tid = (pid_t)syscall(SYS_gettid);
+  tls.gen = g;
+  tls.uid = 0;
+}
+
+static inline pid_t my_tid(void) {
   unsigned long g = atomic_load_explicit(&fork_gen, memory_order_relaxed);
-  if (MM__UNLIKELY(tls.gen != g || tls.tid == 0)) {
-    tls.tid = (pid_t)syscall(SYS_gettid);
-    tls.gen = g;
-    tls.uid = 0;
-  }
+  if (MM__UNLIKELY(tls.gen != g || tls.tid == 0)) tls_reset(g);
   return tls.tid;
 }
 
@@ -1014,8 +1025,9 @@ static int classify(mm_heap_t *h, uint64_t off, struct obj *o) {
       return -EINVAL;
     const struct run *R = AT(h, p);
     uint64_t bs = class_size[c], first = p + RUN_HDR;
-    if (off < first || (off - first) % bs ||
-        (off - first) / bs >= __atomic_load_n(&R->bump, __ATOMIC_RELAXED))
+    if (off < first) return -EINVAL;
+    uint64_t idx = block_index(off - first, c);
+    if (idx * bs != off - first || idx >= __atomic_load_n(&R->bump, __ATOMIC_RELAXED))
       return -EINVAL; /* not a block, or one never handed out */
     o->kind = OBJ_SMALL;
     o->cls = c;
@@ -1236,8 +1248,8 @@ static int my_slot_slow(mm_heap_t *h) {
 }
 
 static inline int my_slot(mm_heap_t *h) {
-  (void)my_tid();
-  if (MM__LIKELY(tls.uid == h->uid)) return tls.slot;
+  unsigned long g = atomic_load_explicit(&fork_gen, memory_order_relaxed);
+  if (MM__LIKELY(tls.uid == h->uid && tls.gen == g)) return tls.slot;
   return my_slot_slow(h);
 }
 
@@ -1590,7 +1602,7 @@ uint64_t mm_heap_off(const mm_heap_t *h, const void *p) {
 /* ---- allocation ---------------------------------------------------------------- */
 
 /* The lock-free path: pop a block from this thread's slot. */
-static int slot_pop(mm_heap_t *h, int k, int c, uint64_t *out) {
+static inline int slot_pop(mm_heap_t *h, int k, int c, uint64_t *out) {
   struct slot *s = &h->S->slots[k];
   uint64_t b = s->head[c];
   if (!b) return 1;
@@ -1647,28 +1659,59 @@ static int tx_defer_free(mm_heap_t *h, uint64_t off) {
   return log_append(h, off, 0, ENT_FREE);
 }
 
+/* The small-block part of classify, for the lock-free free: 1 and *cls if
+ * off is a handed-out block of a small run, else 0. */
+static inline int small_block(const mm_heap_t *h, uint64_t off, int *cls) {
+  uint64_t hs = heap_size(h);
+  if (MM__UNLIKELY(off < h->data_off + HP || off >= hs || off % MM_HEAP_ALIGN)) return 0;
+  uint64_t rel = off - h->data_off, ci = rel >> h->cshift;
+  uint32_t pi = (uint32_t)((rel & (h->chunk - 1)) / HP);
+  const uint32_t *m = cmap(h, ci);
+  if (m[0] != ENT(C_NORMAL, ci) || pi == 0) return 0;
+  uint32_t e = m[pi];
+  if (KIND(e) == K_CONT) {
+    if (VAL(e) >= pi) return 0;
+    pi -= VAL(e);
+    e = m[pi];
+  }
+  int c = (int)(VAL(e) >> 8);
+  if (KIND(e) != K_SMALL || c >= NCLASS) return 0;
+  uint64_t p = chunk_off(h, ci) + (uint64_t)pi * HP, first = p + RUN_HDR;
+  const struct run *R = AT(h, p);
+  if (R->magic != RUN_MAGIC || R->cls != c || off < first) return 0;
+  uint64_t idx = block_index(off - first, c);
+  if (idx * class_size[c] != off - first || idx >= class_blocks[c] ||
+      idx >= __atomic_load_n(&R->bump, __ATOMIC_RELAXED))
+    return 0;
+  *cls = c;
+  return 1;
+}
+
 int mm_heap_free(mm_heap_t *h, uint64_t off) {
   if (!h) return -EINVAL;
   if (off == 0) return 0;
+  int cls;
+  if (MM__LIKELY(!h->durable) && small_block(h, off, &cls) &&
+      atomic_load_explicit(&h->tx_tid, memory_order_relaxed) == 0) {
+    uint64_t *w = AT(h, off);
+    if (w[1] == (h->S->free_key ^ off)) return -EINVAL; /* already free */
+    int k = my_slot(h);
+    if (k >= 0) {
+      struct slot *s = &h->S->slots[k];
+      w[0] = s->head[cls];
+      w[1] = h->S->free_key ^ off;
+      s->head[cls] = off; /* one store publishes it */
+      uint32_t n = s->count[cls] + 1;
+      __atomic_store_n(&s->count[cls], n, __ATOMIC_RELAXED);
+      if (MM__UNLIKELY(n > SLOT_CAP)) (void)slot_trim(h, k); /* retried later */
+      return 0;
+    }
+  }
   struct obj o;
   int rc = classify(h, off, &o);
   if (rc) return rc;
   if (o.kind == OBJ_SMALL && marked_free(h, off)) return -EINVAL;
   if (in_my_tx(h)) return tx_defer_free(h, off);
-  if (o.kind == OBJ_SMALL && !h->durable) {
-    int k = my_slot(h);
-    if (k >= 0) {
-      struct slot *s = &h->S->slots[k];
-      uint64_t *w = AT(h, off);
-      w[0] = s->head[o.cls];
-      w[1] = h->S->free_key ^ off;
-      s->head[o.cls] = off; /* one store publishes it */
-      uint32_t n = s->count[o.cls] + 1;
-      __atomic_store_n(&s->count[o.cls], n, __ATOMIC_RELAXED);
-      if (n > SLOT_CAP) (void)slot_trim(h, k); /* retried next time if it fails */
-      return 0;
-    }
-  }
   struct op op;
   if ((rc = op_begin(h, &op))) return rc;
   /* Again under the lock: another thread may have freed it meanwhile. */
