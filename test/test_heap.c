@@ -389,3 +389,21 @@ TEST(heap_refuses_bad_options_and_non_heaps) {
   ASSERT_RC(mm_heap_open(&h, mm_test_path("junk"), NULL), MM_ENOTHEAP);
   ASSERT_OK(mm_heap_close(NULL));
 }
+
+TEST(examples_todo_keeps_a_list_across_runs) {
+  char out[4096];
+  const char *f = mm_test_path("todo.heap");
+  const char *bin = mm_test_bindir();
+  ASSERT_EQ(mm_test_run(out, sizeof out, "%s/examples/todo %s add 'buy milk'", bin, f), 0);
+  ASSERT_EQ(mm_test_run(out, sizeof out, "%s/examples/todo %s add 'write tests'", bin, f), 0);
+  ASSERT_EQ(mm_test_run(out, sizeof out, "%s/examples/todo %s add 'ship'", bin, f), 0);
+  ASSERT_EQ(mm_test_run(out, sizeof out, "%s/examples/todo %s done 2", bin, f), 0);
+  ASSERT_EQ(mm_test_run(out, sizeof out, "%s/examples/todo %s list", bin, f), 0);
+  ASSERT(!strcmp(out, "1. buy milk\n2. ship\n"));
+  ASSERT_EQ(mm_test_run(out, sizeof out, "%s/examples/todo %s done 9 2>&1", bin, f), 1);
+  ASSERT(strstr(out, "no item 9") != NULL);
+  mm_heap_t *h;
+  ASSERT_OK(mm_heap_open(&h, f, NULL));
+  assert_clean(h);
+  ASSERT_OK(mm_heap_close(h));
+}
