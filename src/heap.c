@@ -323,6 +323,13 @@ static inline uint32_t *cmap(const mm_heap_t *h, uint64_t ci) {
 static inline uint64_t page_off(const mm_heap_t *h, uint64_t ci, uint32_t pi) {
   return chunk_off(h, ci) + (uint64_t)pi * HP;
 }
+/* The number of chunks, from heap_size (validated at open to be
+ * data_off + n chunks within the file); the stored nchunks is only
+ * checked against it, never trusted for a bound. */
+static inline uint64_t nchunks(const mm_heap_t *h) {
+  return (heap_size(h) - h->data_off) >> h->cshift;
+}
+
 /* Is [off, off+len) inside the allocations area of the live heap? */
 static inline int in_data(const mm_heap_t *h, uint64_t off, uint64_t len) {
   uint64_t hs = heap_size(h);
@@ -489,10 +496,15 @@ static int recover(mm_heap_t *h) {
   }
   int rc = rollback_to(h, 0);
   if (rc) return rc;
-  if (L->flags & 1) {
-    uint64_t hs = heap_size(h);
-    rc = mm__sys_msync(h->base, (size_t)hs, MS_SYNC);
-  }
+  /* What the log restored must still describe a heap inside the file. */
+  uint64_t hs = heap_size(h), n = (hs - h->data_off) >> h->cshift;
+  struct stat st;
+  if (hs < h->data_off + h->chunk || hs > h->max_size ||
+      hs != h->data_off + (n << h->cshift))
+    return MM_ECORRUPT;
+  if ((rc = mm__sys_fstat(h->fd, &st))) return rc;
+  if ((uint64_t)st.st_size < hs) return MM_ETRUNCATED;
+  if (L->flags & 1) rc = mm__sys_msync(h->base, (size_t)hs, MS_SYNC);
   return rc;
 }
 
@@ -696,9 +708,10 @@ static int grow(mm_heap_t *h, uint64_t k) {
   if (rc) return rc;
   /* Chunks past the old end are unreachable until heap_size moves: their
    * maps need no log (a rollback makes them unreachable again). */
-  for (uint64_t i = 0; i < k; i++) memset(cmap(h, S->nchunks + i), 0, HP);
+  uint64_t n0 = nchunks(h);
+  for (uint64_t i = 0; i < k; i++) memset(cmap(h, n0 + i), 0, HP);
   if ((rc = logw(h, &S->heap_size, 16))) return rc; /* heap_size, nchunks */
-  S->nchunks += k;
+  S->nchunks = n0 + k;
   __atomic_store_n(&S->heap_size, hs + add, __ATOMIC_RELEASE);
   hdr_update(h); /* informational size; no log needed */
   return 0;
@@ -719,7 +732,7 @@ static int chunk_init_normal(mm_heap_t *h, uint64_t ci) {
  * heap (*tail_at, *tail_n). */
 static int chunk_find(mm_heap_t *h, uint64_t need, uint64_t *at,
                       uint64_t *tail_at, uint64_t *tail_n) {
-  uint64_t n = h->S->nchunks, i = 0;
+  uint64_t n = nchunks(h), i = 0;
   *at = UINT64_MAX;
   *tail_at = UINT64_MAX;
   *tail_n = 0;
@@ -767,7 +780,7 @@ static int new_chunk(mm_heap_t *h, uint64_t *ci) {
   if (at != UINT64_MAX) {
     if ((rc = chunk_take(h, at, VAL(cmap(h, at)[0]), 1))) return rc;
   } else {
-    at = h->S->nchunks;
+    at = nchunks(h);
     if ((rc = grow(h, 1))) return rc;
   }
   *ci = at;
@@ -777,7 +790,7 @@ static int new_chunk(mm_heap_t *h, uint64_t *ci) {
 /* Allocate n pages (n < cp) as one run; the head entry gets `head`. */
 static int alloc_pages(mm_heap_t *h, uint32_t n, uint32_t head, uint64_t *out) {
   struct super *S = h->S;
-  uint64_t found = 0, guard = S->nchunks * h->cp + 1;
+  uint64_t found = 0, guard = nchunks(h) * h->cp + 1;
   uint32_t m = 0;
   for (int b = bin_of(n); b < NBINS && !found; b++) {
     for (uint64_t o = S->bins[b]; o; o = ((struct frun *)AT(h, o))->next) {
@@ -853,7 +866,7 @@ static int alloc_huge(mm_heap_t *h, uint64_t size, uint64_t *out) {
     if ((rc = grow(h, nch - tn))) return rc;
     at = tat;
   } else {
-    at = h->S->nchunks;
+    at = nchunks(h);
     if ((rc = grow(h, nch))) return rc;
   }
   uint32_t *m = cmap(h, at);
@@ -1551,6 +1564,10 @@ int mm_heap_open(mm_heap_t **out, const char *path, const mm_heap_opts_t *opts) 
      * log rolled back, every cache slot taken back. */
     mutex_init(h);
     if ((rc = recover(h))) goto fail;
+    /* The log may have rewritten the shared state: check it again. */
+    if ((rc = mm__sys_fstat(fd, &st)) ||
+        (rc = super_check(h, (uint64_t)st.st_size, heap_size(h))))
+      goto fail;
     if ((rc = slots_reclaim(h, 1))) goto fail;
   }
   if (excl && (rc = ofd_lock(fd, F_RDLCK, LOCK_OPEN, 0)) < 0) goto fail;
@@ -1771,7 +1788,7 @@ int mm_heap_valid(mm_heap_t *h, uint64_t off, uint64_t len) {
       /* Inside a huge span: walk the chunk list. */
       int found = 0;
       if (glock(h, h->timeout_ms)) return 0;
-      for (uint64_t i = 0, n = h->S->nchunks; i < n;) {
+      for (uint64_t i = 0, n = nchunks(h); i < n;) {
         uint32_t e = cmap(h, i)[0];
         uint64_t l = KIND(e) == C_NORMAL ? 1 : VAL(e);
         if (l == 0 || l > n - i) break;
@@ -2369,10 +2386,10 @@ static void walk_names(struct walk *w) {
 static void walk_all(struct walk *w) {
   mm_heap_t *h = w->h;
   struct super *S = h->S;
-  uint64_t hs = S->heap_size, n = S->nchunks;
+  uint64_t hs = S->heap_size, n = nchunks(h);
   walk_headers(w);
   if (S->magic != SUPER_MAGIC || h->L->magic != LOG_MAGIC || n == 0 ||
-      hs != h->data_off + (n << h->cshift) || hs > h->max_size) {
+      S->nchunks != n || hs != h->data_off + (n << h->cshift) || hs > h->max_size) {
     finding(w, MM_ECORRUPT, SUPER_OFF, "shared state: sizes or magic wrong");
     return;
   }
