@@ -2467,7 +2467,11 @@ int mm_heap_info(mm_heap_t *h, mm_heap_info_t *info) {
   info->generation = h->hdr.generation;
   info->names = h->S->names_count;
   info->root = h->S->root;
-  info->fragmentation = w.free_pages ? 1.0 - (double)w.largest / (double)w.free_pages : 0;
+  /* How far the largest free block falls short of the largest the free
+   * space could make: a chunk's data pages, or all of it if less. */
+  uint64_t could = h->chunk - HP > w.largest ? h->chunk - HP : w.largest;
+  if (could > w.free_pages) could = w.free_pages;
+  info->fragmentation = could ? 1.0 - (double)w.largest / (double)could : 0;
   if (info->fragmentation < 0) info->fragmentation = 0;
   info->version = h->hdr.version;
   info->page_size = h->hdr.page_size;

@@ -330,8 +330,11 @@ typedef struct mm_heap_info {
   uint64_t generation;    /* the header's generation counter */
   uint64_t names;         /* named objects */
   uint64_t root;          /* root offset */
-  double fragmentation;   /* 1 - largest_free / free of the page space,
-                             0 when nothing is free */
+  double fragmentation;   /* 1 - largest_free / the largest block the free
+                             page space could form (a chunk's data pages,
+                             or less if less is free): 0 when the free
+                             space is in whole chunks, near 1 when it is
+                             in scattered pages */
   unsigned version;       /* format version */
   unsigned page_size;
   unsigned durable;       /* 1 if created with MM_HEAP_DURABLE */
