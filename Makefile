@@ -48,7 +48,7 @@ MEMMAP    := $(BUILD)/memmap
 RUNTESTS  := $(BUILD)/run-tests
 
 .PHONY: all lib run test check check-asan check-ubsan check-tsan check-m32 \
-        install uninstall clean
+        stress install uninstall clean
 
 all: $(STATIC) $(SHARED) $(MEMMAP) $(RUNTESTS) $(EX_BIN)
 
@@ -112,6 +112,10 @@ check-ubsan:
 check-tsan:
 	MM_TEST_TIMEOUT_SCALE=5 $(MAKE) BUILD=build/tsan SAN=thread OPT="-O1 -g" test
 
+# The heap's crash torture at 1000 kills (make test runs 50).
+stress: all
+	MM_HEAP_TORTURE_KILLS=1000 ./$(BUILD)/run-tests heap_tx_torture
+
 # A 32-bit build (needs gcc-multilib). The tests run when the kernel can
 # execute 32-bit programs; a kernel without IA32 emulation only builds them.
 check-m32:
@@ -154,3 +158,59 @@ clean:
 	rm -rf build
 
 -include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d) $(TEST_OBJ:.o=.d)
+
+# ---- fuzzing (fuzz/) ----------------------------------------------------------
+#   make fuzz          build $(BUILD)/fuzz/heap_fuzz (clang, libFuzzer, ASan and
+#                      UBSan) and run it on fuzz/corpus/heap for FUZZ_TIME seconds;
+#                      new inputs go to $(BUILD)/fuzz/new, crashes to
+#                      $(BUILD)/fuzz/crash-*; FUZZ_FLAGS adds libFuzzer flags
+#   make fuzz-corpus   run the corpus through the same harness in a plain build
+#                      ($(CC), no libFuzzer); make test does it too (heap_cli test)
+#   make fuzz-merge    add to fuzz/corpus/heap the inputs of $(BUILD)/fuzz/new that
+#                      reach new code (keep the corpus small: under 200 files)
+#   make fuzz-seeds    rewrite the seed inputs of fuzz/corpus/heap
+#   Inputs that still crash the heap go to fuzz/crashes/heap, not the corpus.
+
+FUZZ_TIME   ?= 60
+FUZZ_CC     ?= clang
+FUZZ_FLAGS  ?=
+FUZZ_CORPUS := fuzz/corpus/heap
+FUZZ_BIN    := $(BUILD)/fuzz/heap_fuzz
+RUN_CORPUS  := $(BUILD)/fuzz/run-corpus
+
+.PHONY: fuzz fuzz-build fuzz-corpus fuzz-merge fuzz-seeds
+
+$(FUZZ_BIN): $(LIB_SRC) fuzz/heap_fuzz.c $(wildcard src/*.h include/*.h include/memmap/*.h)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+	  -std=c11 -pthread -D_GNU_SOURCE -D_FILE_OFFSET_BITS=64 -DMM_BUILDING_LIBRARY \
+	  -Iinclude -Isrc $(LIB_SRC) fuzz/heap_fuzz.c -o $@ -lm
+
+fuzz-build: $(FUZZ_BIN)
+
+fuzz: $(FUZZ_BIN)
+	@mkdir -p $(BUILD)/fuzz/new
+	$(abspath $(FUZZ_BIN)) -max_len=4096 -max_total_time=$(FUZZ_TIME) -timeout=20 \
+	  -artifact_prefix=$(BUILD)/fuzz/ $(FUZZ_FLAGS) $(BUILD)/fuzz/new $(FUZZ_CORPUS)
+
+$(BUILD)/fuzz/%.o: fuzz/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(RUN_CORPUS): $(BUILD)/fuzz/heap_fuzz.o $(BUILD)/fuzz/run_corpus.o $(STATIC)
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+fuzz-corpus: $(RUN_CORPUS)
+	$(abspath $(RUN_CORPUS)) $(FUZZ_CORPUS)
+
+fuzz-merge: $(FUZZ_BIN)
+	$(abspath $(FUZZ_BIN)) -merge=1 -use_counters=0 -max_len=4096 -timeout=20 \
+	  $(FUZZ_CORPUS) $(BUILD)/fuzz/new
+
+fuzz-seeds:
+	sh fuzz/seeds.sh $(FUZZ_CORPUS)
+
+# make test runs the corpus too (test/test_heap_cli.c).
+test: $(RUN_CORPUS)
+
+-include $(BUILD)/fuzz/heap_fuzz.d $(BUILD)/fuzz/run_corpus.d

@@ -37,6 +37,8 @@ int cmd_cache(int argc, char **argv);
 void cmd_cache_usage(FILE *out);
 int cmd_doctor(int argc, char **argv);
 void cmd_doctor_usage(FILE *out);
+int cmd_heap(int argc, char **argv);
+void cmd_heap_usage(FILE *out);
 int cmd_view(int argc, char **argv);
 void cmd_view_usage(FILE *out);
 

@@ -20,6 +20,8 @@ static const struct cli_command commands[] = {
      cmd_cache, cmd_cache_usage},
     {"doctor", "report the limits and settings that bite mmap users, with advice",
      cmd_doctor, cmd_doctor_usage},
+    {"heap", "create a persistent heap file, show what is in one, or check it",
+     cmd_heap, cmd_heap_usage},
     {"view", "open a view of a file and report how it was opened (or dump it)",
      cmd_view, cmd_view_usage},
 };

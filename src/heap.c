@@ -205,7 +205,9 @@ static inline uint64_t block_index(uint64_t x, int c) {
 /* ---- crc32c ------------------------------------------------------------- */
 
 static uint32_t crc_table[256];
+#if defined(__x86_64__)
 static int crc_hw;
+#endif
 static pthread_once_t crc_once = PTHREAD_ONCE_INIT;
 
 static void crc_init(void) {
@@ -1370,6 +1372,16 @@ static int map_heap(mm_heap_t *h) {
   return 0;
 }
 
+/* Is the name directory's bucket array inside the heap? (No product that
+ * can wrap: the count is bounded first.) */
+static int names_dir_ok(const mm_heap_t *h) {
+  const struct super *S = h->S;
+  uint64_t nb = S->names_nbuckets;
+  if (nb == 0) return S->names_buckets == 0 && S->names_count == 0;
+  return (nb & (nb - 1)) == 0 && nb <= heap_size(h) / 8 &&
+         in_data(h, S->names_buckets, nb * 8);
+}
+
 /* The shared state, checked before anything follows it. */
 static int super_check(mm_heap_t *h, uint64_t fsize, uint64_t hs) {
   struct super *S = h->S;
@@ -1380,10 +1392,7 @@ static int super_check(mm_heap_t *h, uint64_t fsize, uint64_t hs) {
     return MM_ECORRUPT;
   if (fsize < hs) return MM_ETRUNCATED;
   if (S->root >= hs || h->L->used > h->log_cap || h->L->used % 8) return MM_ECORRUPT;
-  if (S->names_nbuckets & (S->names_nbuckets - 1)) return MM_ECORRUPT;
-  if (S->names_nbuckets && !in_data(h, S->names_buckets, S->names_nbuckets * 8))
-    return MM_ECORRUPT;
-  if (!S->names_nbuckets && (S->names_buckets || S->names_count)) return MM_ECORRUPT;
+  if (!names_dir_ok(h)) return MM_ECORRUPT;
   return 0;
 }
 
@@ -1862,7 +1871,7 @@ static int name_find(mm_heap_t *h, const char *name, size_t n, uint64_t **linkp,
   *found = 0;
   *linkp = NULL;
   if (!S->names_nbuckets) return 0;
-  if (!in_data(h, S->names_buckets, S->names_nbuckets * 8)) return MM_ECORRUPT;
+  if (!names_dir_ok(h)) return MM_ECORRUPT;
   uint32_t hv = name_hash(name, n);
   uint64_t *link = (uint64_t *)AT(h, S->names_buckets) + (hv & (S->names_nbuckets - 1));
   uint64_t guard = S->names_count + 1;
@@ -1993,8 +2002,7 @@ int mm_heap_name_list(mm_heap_t *h, mm_heap_name_fn fn, void *arg) {
   if (!mine && (rc = glock(h, h->timeout_ms))) return rc;
   struct super *S = h->S;
   rc = 0;
-  if (S->names_nbuckets && !in_data(h, S->names_buckets, S->names_nbuckets * 8))
-    rc = MM_ECORRUPT;
+  if (!names_dir_ok(h)) rc = MM_ECORRUPT;
   uint64_t guard = S->names_count + 1;
   for (uint64_t i = 0; rc == 0 && i < S->names_nbuckets; i++) {
     for (uint64_t e = ((uint64_t *)AT(h, S->names_buckets))[i]; e && rc == 0;) {
@@ -2356,7 +2364,7 @@ static void walk_names(struct walk *w) {
       finding(w, MM_ECORRUPT, SUPER_OFF, "names: no buckets but a count or array");
     return;
   }
-  if ((nb & (nb - 1)) || !live_object(h, S->names_buckets, nb * 8)) {
+  if (!names_dir_ok(h) || !live_object(h, S->names_buckets, nb * 8)) {
     finding(w, MM_ECORRUPT, S->names_buckets, "names: the bucket array is not a live object of its size");
     return;
   }
