@@ -91,6 +91,11 @@ int bench_grow(struct bench *b);
 int bench_cache(struct bench *b);
 int bench_ipc(struct bench *b);
 int bench_share(struct bench *b);
+int bench_heap(struct bench *b);
+/* Before any suite runs, when heap will: if jemalloc is installed but
+ * cannot be loaded for want of static TLS, run the command again with room
+ * for it (see bench/heap.c). Returns if there is nothing to do. */
+void bench_heap_prepare(void);
 
 /* Write DIR/index.html, DIR/report.md and DIR/<suite>.svg for the rows
  * and verdicts so far; machine is a line describing the machine. */

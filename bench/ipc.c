@@ -266,14 +266,16 @@ static void add_row(struct bench *b, const char *case_, int kind, uint64_t bytes
 
 int bench_ipc(struct bench *b) {
   int reps = b->quick ? 3 : 5;
-  uint64_t rtts = b->quick ? 20000 : 100000;
+  /* Quick: 5,000 round trips a run (a pipe's take 25-250 us each here, so
+   * 20,000 cost 15 s of the quick run for no steadier a median). */
+  uint64_t rtts = b->quick ? 5000 : 100000;
   static const size_t sizes[] = {64, 4096, 65536};
   uint64_t counts[3];
-  uint64_t budget = b->quick ? (uint64_t)256 << 20 : (uint64_t)1 << 30;
+  uint64_t budget = b->quick ? (uint64_t)128 << 20 : (uint64_t)1 << 30;
   if (b->max_size && budget > b->max_size) budget = b->max_size;
   for (int s = 0; s < 3; s++) {
     counts[s] = budget / sizes[s];
-    if (counts[s] > (b->quick ? 200000u : 1000000u)) counts[s] = b->quick ? 200000 : 1000000;
+    if (counts[s] > (b->quick ? 100000u : 1000000u)) counts[s] = b->quick ? 100000 : 1000000;
     if (counts[s] < 100) counts[s] = 100;
   }
   double t[16];

@@ -236,6 +236,46 @@ static int chart(FILE *f, struct bench *b, const char *suite) {
               "MiB (PSS summed)", 0, 0, 0, 0, s, 2);
     return 1;
   }
+  if (!strcmp(suite, "heap")) {
+    /* Rates against glibc malloc (allocation cases) and LMDB (commits),
+     * one color per method across the cases; a row without its baseline
+     * (LMDB not installed) gets no bar rather than a false 1.0. */
+    static const char *const methods[] = {"glibc", "heap", "jemalloc", "mimalloc", "lmdb"};
+    static const char *legend[] = {"glibc malloc", "heap (mm_heap)", "jemalloc", "mimalloc",
+                                   "LMDB"};
+    enum { NMETH = sizeof methods / sizeof methods[0] };
+    const char *cases[16], *labels[16];
+    char label_buf[16][40];
+    int ng = distinct(b, "heap", 0, cases, 16);
+    if (!ng) return 0;
+    double v[16][8];
+    memset(v, 0, sizeof v);
+    for (int g = 0; g < ng; g++) {
+      /* "alloc-free-64-live" -> "64 live"; "tx-commit-64-durable" -> "durable commit" */
+      const char *c = cases[g];
+      if (!strncmp(c, "alloc-free-", 11)) {
+        snprintf(label_buf[g], sizeof label_buf[g], "%.*s live",
+                 (int)strcspn(c + 11, "-"), c + 11);
+      } else {
+        snprintf(label_buf[g], sizeof label_buf[g], "%s",
+                 strstr(c, "durable") ? "durable commit" : "commit");
+      }
+      labels[g] = label_buf[g];
+    }
+    for (int i = 0; i < b->nrows; i++) {
+      struct bench_row *r = &b->rows[i];
+      if (strcmp(r->suite, "heap")) continue;
+      int g = 0, k = 0;
+      while (g < ng && strcmp(cases[g], r->case_)) g++;
+      while (k < NMETH && strcmp(methods[k], r->method)) k++;
+      if (g == ng || k == NMETH) continue;
+      if (r->baseline[0]) v[g][k] = r->ratio;
+      else if (k == 0 || k == NMETH - 1) v[g][k] = 1.0; /* a baseline itself */
+    }
+    svg_bars(f, "heap: rate against glibc malloc and LMDB (higher is faster)",
+             "times the baseline's rate", labels, ng, legend, NMETH, v);
+    return 1;
+  }
   /* Others: ratio to the baseline, grouped by case. */
   const char *groups[16], *names[8];
   int ng = distinct(b, suite, 0, groups, 16), nb = distinct(b, suite, 1, names, 8);

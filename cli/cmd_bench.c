@@ -31,6 +31,8 @@ static const struct {
      "the shared-memory ring against pipes and Unix sockets, two processes"},
     {"share", bench_share,
      "memory used by N processes reading one file: mmap vs read()"},
+    {"heap", bench_heap,
+     "the persistent heap: small objects vs malloc, jemalloc, mimalloc; commits vs LMDB"},
 };
 #define NSUITES (sizeof suites / sizeof suites[0])
 
@@ -50,7 +52,8 @@ void cmd_bench_usage(FILE *out) {
   fprintf(out,
           "\n"
           "options:\n"
-          "  -q, --quick       fewer and shorter repetitions (under a minute)\n"
+          "  -q, --quick       fewer, shorter repetitions and smaller sizes (all\n"
+          "                    the suites in under two minutes)\n"
           "  -j, --json FILE   also write every row as JSON to FILE ('-' for\n"
           "                    standard output)\n"
           "  -d, --dir DIR     where to create scratch files (default: $TMPDIR\n"
@@ -195,6 +198,8 @@ int cmd_bench(int argc, char **argv) {
   }
   if (!any)
     for (size_t k = 0; k < NSUITES; k++) run[k] = 1;
+  for (size_t k = 0; k < NSUITES; k++)
+    if (run[k] && suites[k].run == bench_heap) bench_heap_prepare();
   if (!b.dir) b.dir = getenv("TMPDIR") && *getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
   b.tty = isatty(2);
   if (json) {
