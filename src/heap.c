@@ -117,9 +117,7 @@ struct loghdr {
   uint64_t seq;    /* +1 at every begin */
   uint64_t used;   /* bytes of entries; published last */
   uint64_t flags;  /* 1: durable */
-  uint64_t cseq, cused; /* durable commit record: seq and used ... */
-  uint32_t ccrc, pad;   /* ... and crc32c of the ranges' new contents */
-  uint64_t reserved;
+  uint64_t reserved[4];
 };
 _Static_assert(sizeof(struct loghdr) == 64, "log header layout");
 
@@ -463,39 +461,15 @@ static int rollback_to(mm_heap_t *h, uint64_t keep) {
   return 0;
 }
 
-/* CRC32C over the current contents of every logged range, in log order:
- * the durable commit record. */
-static int commit_crc(mm_heap_t *h, uint64_t used, uint32_t *out) {
-  uint32_t *pos;
-  uint64_t end;
-  long n = log_parse(h, used, &pos, &end);
-  if (n < 0) return (int)n;
-  uint32_t c = 0xFFFFFFFFu;
-  for (long i = 0; i < n; i++) {
-    const struct logent *e = (const struct logent *)(h->logdata + pos[i]);
-    if (e->type == ENT_RANGE) c = crc_run(c, AT(h, e->off), e->len);
-  }
-  free(pos);
-  *out = ~c;
-  return end == used ? 0 : MM_ECORRUPT;
-}
-
 /* Bring the heap back to a consistent state after a holder died (or at the
- * first open): roll back its operation or transaction, unless a durable
- * commit record proves it complete. */
+ * first open): roll back its operation or transaction. A log that is not
+ * empty is never a committed one: clearing it is the commit point. */
 static int recover(mm_heap_t *h) {
   struct loghdr *L = h->L;
   if (L->magic != LOG_MAGIC) return MM_ECORRUPT;
   uint64_t used = L->used;
   if (used == 0) return 0;
   if (used > h->log_cap || used % 8) return MM_ECORRUPT;
-  if (L->cseq == L->seq && L->cused == used) {
-    uint32_t c;
-    if (commit_crc(h, used, &c) == 0 && c == L->ccrc) {
-      __atomic_store_n(&L->used, 0, __ATOMIC_RELEASE);
-      return 0;
-    }
-  }
   int rc = rollback_to(h, 0);
   if (rc) return rc;
   /* What the log restored must still describe a heap inside the file. */
@@ -510,21 +484,20 @@ static int recover(mm_heap_t *h) {
   return rc;
 }
 
-/* Make the current log's changes permanent (lock held). */
+/* Make the current log's changes permanent (lock held). Clearing the log
+ * is the commit point. Durable: the data first, then the cleared log
+ * header, each synced; a log left on disk is then always an unfinished
+ * one, whatever is written to the same ranges later. */
 static int log_commit(mm_heap_t *h) {
   struct loghdr *L = h->L;
-  if (h->op_sync && L->used) {
-    uint32_t c;
-    int rc = commit_crc(h, L->used, &c);
-    if (rc) return rc;
-    L->cseq = L->seq;
-    L->cused = L->used;
-    L->ccrc = c;
-    /* Data, metadata and the commit record reach the disk together; after
-     * this, recovery finds the record valid and keeps the transaction. */
-    rc = mm__sys_msync(h->base, (size_t)heap_size(h), MS_SYNC);
+  uint64_t used = L->used;
+  if (h->op_sync && used) {
+    int rc = mm__sys_msync(h->base, (size_t)heap_size(h), MS_SYNC);
+    if (rc) return rc; /* the log still stands: the caller rolls back */
+    __atomic_store_n(&L->used, 0, __ATOMIC_RELEASE);
+    rc = sync_range(h, LOG_OFF, sizeof *L);
     if (rc) {
-      L->cseq = 0; /* not committed: the caller rolls back */
+      __atomic_store_n(&L->used, used, __ATOMIC_RELEASE); /* roll back */
       return rc;
     }
   }

@@ -53,10 +53,10 @@
  *     outlives a dead process, so the next process sees exactly the
  *     committed transactions. Survives kill -9, not an OS crash.
  *   power-loss durability: the undo record is synced to disk before
- *     tx_add returns (so before you can change the range), and commit
- *     returns once the data and a checksummed commit record are on disk.
- *     After commit returns, the transaction survives an OS crash or power
- *     loss. Each tx_add and each commit costs a sync.
+ *     tx_add returns (so before you can change the range); commit syncs
+ *     the data, then the emptied log, and returns. After commit returns,
+ *     the transaction survives an OS crash or power loss. Each tx_add
+ *     costs a sync, each commit two.
  * In a heap created with MM_HEAP_DURABLE the metadata changes outside
  * transactions are durable too (each one costs syncs), and the per-thread
  * cache is off.
