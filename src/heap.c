@@ -258,7 +258,6 @@ struct mm_heap {
   int fd;
   uint64_t uid;
   struct hdr hdr; /* the newest valid header copy */
-  int hdr_cur;    /* 0: copy A is the newest, 1: copy B */
   struct super *S;
   struct loghdr *L;
   unsigned char *logdata;
@@ -593,7 +592,6 @@ static void hdr_update(mm_heap_t *h) {
   hdr_seal(&x);
   memcpy(AT(h, write_b ? HDR_B_OFF : 0), &x, sizeof x);
   h->hdr = x;
-  h->hdr_cur = write_b;
 }
 
 /* ---- page runs and chunks --------------------------------------------------- */
@@ -853,14 +851,6 @@ static int alloc_huge(mm_heap_t *h, uint64_t size, uint64_t *out) {
 
 /* ---- small objects -------------------------------------------------------- */
 
-static int run_ok(const mm_heap_t *h, uint64_t r, int c) {
-  if (!in_data(h, r, HP) || (r - h->data_off) % HP) return 0;
-  const struct run *R = AT(h, r);
-  return R->magic == RUN_MAGIC && R->cls == c && R->nblocks == run_blocks(c) &&
-         R->npages == run_pages(c) && R->nfree <= R->nblocks &&
-         R->bump <= R->nblocks && in_data(h, r, (uint64_t)R->npages * HP);
-}
-
 /* The fields of a run that never change while it lives: what callers
  * without the lock (free, usable_size, valid) may look at. */
 static int run_fixed_ok(const mm_heap_t *h, uint64_t r, int c) {
@@ -868,6 +858,12 @@ static int run_fixed_ok(const mm_heap_t *h, uint64_t r, int c) {
   const struct run *R = AT(h, r);
   return R->magic == RUN_MAGIC && R->cls == c && R->nblocks == run_blocks(c) &&
          R->npages == run_pages(c);
+}
+
+/* All of a run's header, counts included (lock held). */
+static int run_ok(const mm_heap_t *h, uint64_t r, int c) {
+  const struct run *R = AT(h, r);
+  return run_fixed_ok(h, r, c) && R->nfree <= R->nblocks && R->bump <= R->nblocks;
 }
 
 static int partial_insert(mm_heap_t *h, uint64_t r, int c) {
@@ -1306,7 +1302,6 @@ static int hdr_load(mm_heap_t *h, const unsigned char *buf, size_t n) {
   if (ka == HC_OK || kb == HC_OK) {
     int useb = kb == HC_OK && (ka != HC_OK || b.generation > a.generation);
     h->hdr = useb ? b : a;
-    h->hdr_cur = useb;
   } else if (ka == HC_FOREIGN || kb == HC_FOREIGN) {
     return MM_EPLATFORM;
   } else if (ka == HC_NEWER || kb == HC_NEWER) {
@@ -1458,7 +1453,6 @@ static int create_format(mm_heap_t *h, const mm_heap_opts_t *o) {
   x->generation = 2;
   hdr_seal(x);
   memcpy(AT(h, 0), x, sizeof *x);
-  h->hdr_cur = 0;
   if (h->durable) rc = mm__sys_msync(h->base, HP * 2, MS_SYNC);
   return rc;
 }
