@@ -248,8 +248,9 @@ MM_API int mm_heap_name_del(mm_heap_t *h, const char *name);
 
 /*
  * Call fn once per binding, in no particular order, with the heap's lock
- * held (fn must not call back into this heap). fn returns nonzero to stop;
- * that value is then returned. Returns 0 after the last binding.
+ * held (fn must not call back into this heap). `name` is a NUL-terminated
+ * copy valid only during the call. fn returns nonzero to stop; that value
+ * is then returned. Returns 0 after the last binding.
  */
 typedef int (*mm_heap_name_fn)(void *arg, const char *name, uint64_t off);
 MM_API int mm_heap_name_list(mm_heap_t *h, mm_heap_name_fn fn, void *arg);
