@@ -105,4 +105,12 @@ typedef void (*mm__sys_trace_fn)(void *arg, int op, long result);
  * other threads make calls. */
 void mm__sys_trace(mm__sys_trace_fn fn, void *arg);
 
+/* A test hook called after every real msync(2) (not an injected failure)
+ * with its arguments and result (0 or -errno): a power-loss simulator
+ * learns from it which bytes have reached the disk. NULL removes it; not
+ * thread-safe to change while other threads make calls. */
+typedef void (*mm__sys_msync_fn)(void *arg, void *addr, size_t len, int flags,
+                                 int result);
+void mm__sys_msync_hook(mm__sys_msync_fn fn, void *arg);
+
 #endif /* MM_SYS_H */

@@ -28,6 +28,8 @@ static _Atomic int fault_sticky[MM_SYS__COUNT];
 static _Atomic int fault_armed; /* any op armed: the fast path's one load */
 static mm__sys_trace_fn trace_fn;
 static void *trace_arg;
+static mm__sys_msync_fn msync_fn;
+static void *msync_arg;
 
 const char *mm__sys_name(int op) {
   static char lower[MM_SYS__COUNT][16];
@@ -99,6 +101,11 @@ void mm__sys_trace(mm__sys_trace_fn fn, void *arg) {
   trace_fn = fn;
 }
 
+void mm__sys_msync_hook(mm__sys_msync_fn fn, void *arg) {
+  msync_arg = arg;
+  msync_fn = fn;
+}
+
 int mm__sys_mmap(void **out, void *addr, size_t len, int prot, int flags,
                  int fd, uint64_t off) {
   *out = NULL;
@@ -143,6 +150,11 @@ int mm__sys_madvise(void *addr, size_t len, int advice) {
 int mm__sys_msync(void *addr, size_t len, int flags) {
   SYS_ENTER(MM_SYS_MSYNC);
   int r = msync(addr, len, flags);
+  if (msync_fn) {
+    int e = r == 0 ? 0 : errno;
+    msync_fn(msync_arg, addr, len, flags, -e);
+    errno = e;
+  }
   return SYS_RESULT(MM_SYS_MSYNC, r);
 }
 
