@@ -116,22 +116,35 @@ struct loghdr {
   uint64_t magic;
   uint64_t seq;    /* +1 at every begin */
   uint64_t used;   /* bytes of entries; published last */
-  uint64_t flags;  /* 1: durable */
-  uint64_t reserved[4];
+  uint64_t flags;  /* LOG_DURABLE, LOG_AREA1 */
+  uint64_t live;   /* a durable commit whose record the disk's copy of this
+                      header may still name (0: none); see log_begin */
+  uint64_t live_area;
+  uint64_t reserved[2];
 };
 _Static_assert(sizeof(struct loghdr) == 64, "log header layout");
+#define LOG_DURABLE 1u
+#define LOG_AREA1 2u /* the entries are in the second area */
 
 struct logent {
   uint64_t off;
   uint32_t len;
-  uint16_t type; /* ENT_RANGE: len bytes of old contents follow; ENT_FREE */
-  uint16_t pad;
-  uint32_t crc;  /* of this header (crc 0) and the data */
-  uint32_t pad2;
+  uint16_t type;   /* ENT_RANGE: len bytes of old contents follow; ENT_FREE;
+                      ENT_COMMIT: len bytes of images (struct img) follow */
+  uint16_t seq_hi; /* bits 32..47 of the log's seq */
+  uint32_t crc;    /* of this header (crc 0) and the data */
+  uint32_t seq_lo; /* bits 0..31 of the log's seq: an entry of an older
+                      log left in the area never parses as this one's */
 };
 _Static_assert(sizeof(struct logent) == 24, "log entry layout");
 #define ENT_RANGE 1
 #define ENT_FREE 2
+#define ENT_COMMIT 3
+
+/* In an ENT_COMMIT record: the new contents of one logged range. */
+struct img {
+  uint64_t off, len; /* len bytes follow, padded to 8 */
+};
 
 struct run {
   uint32_t magic;
@@ -260,8 +273,9 @@ struct mm_heap {
   struct hdr hdr; /* the newest valid header copy */
   struct super *S;
   struct loghdr *L;
-  unsigned char *logdata;
-  uint64_t chunk, data_off, max_size, log_cap;
+  unsigned char *logdata; /* the current log's area (see log_area) */
+  uint64_t chunk, data_off, max_size, log_cap; /* log_cap: one area */
+  uint64_t log_size; /* the whole log, header included */
   unsigned cshift, cp; /* pages per chunk (the first is the map) */
   size_t page_size;
   int durable;    /* the heap's default */
@@ -344,11 +358,29 @@ static int sync_range(mm_heap_t *h, uint64_t off, uint64_t len) {
   return mm__sys_msync(AT(h, a), (size_t)(off + len - a), MS_SYNC);
 }
 
-/* Start a log (the lock is held and the log is empty). */
+/* The log's entries live in one of two areas (the header's LOG_AREA1
+ * says which). A durable commit leaves its record (struct img images) in
+ * its area; later logs write the other one, so that record stays whole
+ * for as long as the header on disk may still name it (see log_begin). */
+static unsigned char *log_area(const mm_heap_t *h, unsigned area) {
+  return h->base + LOG_OFF + sizeof(struct loghdr) + area * h->log_cap;
+}
+
+static inline uint64_t ent_size(const struct logent *e) {
+  return sizeof *e + (e->type == ENT_FREE ? 0 : align8(e->len));
+}
+
+/* Start a log (the lock is held and the log is empty). While the header
+ * on disk may still name the last durable commit (`live`: nothing has
+ * synced the header since), its record must stay whole, or a power loss
+ * could find that header over a half-overwritten record and undo a
+ * committed transaction: so a new log takes the other area. */
 static void log_begin(mm_heap_t *h, int durable) {
   struct loghdr *L = h->L;
+  unsigned area = L->live ? !(L->live_area & 1) : 0;
   L->seq++;
-  L->flags = durable ? 1 : 0;
+  L->flags = (durable ? LOG_DURABLE : 0) | (area ? LOG_AREA1 : 0);
+  h->logdata = log_area(h, area);
   h->op_sync = durable;
   h->nrecent = 0;
 }
@@ -357,8 +389,30 @@ static uint32_t ent_crc(const struct logent *e, const void *data) {
   struct logent t = *e;
   t.crc = 0;
   uint32_t c = crc_run(0xFFFFFFFFu, &t, sizeof t);
-  if (e->type == ENT_RANGE) c = crc_run(c, data, e->len);
+  if (e->type != ENT_FREE) c = crc_run(c, data, e->len);
   return ~c;
+}
+
+static void ent_seal(const mm_heap_t *h, struct logent *e) {
+  uint64_t seq = h->L->seq;
+  e->seq_lo = (uint32_t)seq;
+  e->seq_hi = (uint16_t)(seq >> 32);
+  e->crc = ent_crc(e, e + 1);
+}
+
+static int ent_ok(const mm_heap_t *h, const struct logent *e) {
+  uint64_t seq = h->L->seq;
+  return e->seq_lo == (uint32_t)seq && e->seq_hi == (uint16_t)(seq >> 32) &&
+         ent_crc(e, e + 1) == e->crc;
+}
+
+/* Sync the header and the entries in [0, end). When it returns, the disk's
+ * header names this log, so no older commit record is live any more. */
+static int log_sync(mm_heap_t *h, uint64_t end) {
+  uint64_t hi = (uint64_t)(h->logdata - h->base) + end;
+  int rc = sync_range(h, LOG_OFF, hi - LOG_OFF);
+  if (rc == 0) h->L->live = 0;
+  return rc;
 }
 
 static int log_append(mm_heap_t *h, uint64_t off, uint32_t len, int type) {
@@ -370,16 +424,14 @@ static int log_append(mm_heap_t *h, uint64_t off, uint32_t len, int type) {
   e->off = off;
   e->len = len;
   e->type = (uint16_t)type;
-  e->pad = 0;
-  e->pad2 = 0;
   if (type == ENT_RANGE) memcpy(e + 1, AT(h, off), len);
-  e->crc = ent_crc(e, e + 1);
+  ent_seal(h, e);
   /* Publish: the entry is complete before `used` covers it. */
   __atomic_store_n(&L->used, used + need, __ATOMIC_RELEASE);
   if (h->op_sync) {
     /* Durable: the undo record is on disk before the caller may change the
-     * range it protects (the log header's `used` is in the same span). */
-    int rc = sync_range(h, LOG_OFF, sizeof(struct loghdr) + used + need);
+     * range it protects (the log header is in the same span). */
+    int rc = log_sync(h, used + need);
     if (rc) return rc;
   }
   return 0;
@@ -405,8 +457,7 @@ static int logw(mm_heap_t *h, const void *p, uint64_t len) {
 static int ent_target_ok(const mm_heap_t *h, uint64_t off, uint64_t len) {
   uint64_t hs = heap_size(h);
   if (off < SUPER_OFF || off > hs || len > hs - off) return 0;
-  if (off < LOG_OFF + h->log_cap + sizeof(struct loghdr) && off + len > LOG_OFF)
-    return 0;
+  if (off < LOG_OFF + h->log_size && off + len > LOG_OFF) return 0;
   if (off < SUPER_OFF + SUPER_SIZE &&
       off + len > SUPER_OFF + offsetof(struct super, lock) &&
       off < SUPER_OFF + offsetof(struct super, lock) + sizeof(pthread_mutex_t))
@@ -414,20 +465,27 @@ static int ent_target_ok(const mm_heap_t *h, uint64_t off, uint64_t len) {
   return 1;
 }
 
-/* Parse the log's entries in [0, used): positions of the valid prefix.
- * Returns the count (>= 0) or a negative error; *end gets the end of the
- * valid prefix. */
-static long log_parse(mm_heap_t *h, uint64_t used, uint32_t **pos,
-                      uint64_t *end) {
+/* Parse this log's entries in [0, limit): positions of the valid prefix,
+ * which ends at the first entry that is torn, of another log, or a commit
+ * record. Returns the count (>= 0) or a negative error; *end gets the end
+ * of the prefix and *commit the position of a commit record that ends it
+ * (UINT64_MAX if none). */
+static long log_parse(mm_heap_t *h, uint64_t limit, uint32_t **pos,
+                      uint64_t *end, uint64_t *commit) {
   size_t cap = 64, n = 0;
   uint32_t *v = malloc(cap * sizeof *v);
   if (!v) return -ENOMEM;
   uint64_t at = 0;
-  while (at + sizeof(struct logent) <= used) {
+  *commit = UINT64_MAX;
+  while (at + sizeof(struct logent) <= limit) {
     const struct logent *e = (const struct logent *)(h->logdata + at);
-    uint64_t sz = sizeof *e + (e->type == ENT_RANGE ? align8(e->len) : 0);
-    if ((e->type != ENT_RANGE && e->type != ENT_FREE) || sz > used - at) break;
-    if (ent_crc(e, e + 1) != e->crc) break;
+    if (e->type != ENT_RANGE && e->type != ENT_FREE && e->type != ENT_COMMIT) break;
+    uint64_t sz = ent_size(e);
+    if (sz > limit - at || !ent_ok(h, e)) break;
+    if (e->type == ENT_COMMIT) {
+      *commit = at;
+      break;
+    }
     if (e->type == ENT_RANGE && !ent_target_ok(h, e->off, e->len)) break;
     if (n == cap) {
       uint32_t *nv = realloc(v, 2 * cap * sizeof *v);
@@ -443,60 +501,150 @@ static long log_parse(mm_heap_t *h, uint64_t used, uint32_t **pos,
   return (long)n;
 }
 
-/* Undo every entry at or after `keep` (an entry boundary), newest first,
- * then cut the log back to `keep`. */
-static int rollback_to(mm_heap_t *h, uint64_t keep) {
+/* Undo every entry at or after `keep` (an entry boundary) in [keep, limit),
+ * newest first, then cut the log back to `keep`. A durable log then syncs
+ * what it restored: the entries past `keep` are about to be overwritten or
+ * dropped, and the disk must not keep a change that no record can undo. */
+static int rollback_range(mm_heap_t *h, uint64_t keep, uint64_t limit) {
   uint32_t *pos;
-  uint64_t end;
-  long n = log_parse(h, h->L->used, &pos, &end);
+  uint64_t end, commit;
+  long n = log_parse(h, limit, &pos, &end, &commit);
   if (n < 0) return (int)n;
   for (long i = n - 1; i >= 0 && pos[i] >= keep; i--) {
     const struct logent *e = (const struct logent *)(h->logdata + pos[i]);
     if (e->type == ENT_RANGE) memcpy(AT(h, e->off), e + 1, e->len);
   }
   free(pos);
+  int rc = 0;
+  if (h->op_sync) rc = mm__sys_msync(h->base, (size_t)heap_size(h), MS_SYNC);
   __atomic_store_n(&h->L->used, keep, __ATOMIC_RELEASE);
   h->nrecent = 0;
+  return rc;
+}
+
+static int rollback_to(mm_heap_t *h, uint64_t keep) {
+  return rollback_range(h, keep, h->L->used);
+}
+
+/* Redo a commit record: write every image back (recovery). */
+static int redo(mm_heap_t *h, uint64_t at) {
+  const struct logent *e = (const struct logent *)(h->logdata + at);
+  const unsigned char *p = (const unsigned char *)(e + 1), *q = p + e->len;
+  while (p < q) {
+    struct img im;
+    if ((size_t)(q - p) < sizeof im) return MM_ECORRUPT;
+    memcpy(&im, p, sizeof im);
+    p += sizeof im;
+    if (im.len > (uint64_t)(q - p) || !ent_target_ok(h, im.off, im.len))
+      return MM_ECORRUPT;
+    memcpy(AT(h, im.off), p, im.len);
+    p += align8(im.len);
+  }
   return 0;
 }
 
-/* Bring the heap back to a consistent state after a holder died (or at the
- * first open): roll back its operation or transaction. A log that is not
- * empty is never a committed one: clearing it is the commit point. */
+/* Bring the heap back to a consistent state after a holder died, at the
+ * first open, or after a power loss: a log that ends in a commit record
+ * is redone (the commit's sync may have been cut short), any other is
+ * undone. A log that is empty is a finished one. */
 static int recover(mm_heap_t *h) {
   struct loghdr *L = h->L;
   if (L->magic != LOG_MAGIC) return MM_ECORRUPT;
   uint64_t used = L->used;
   if (used == 0) return 0;
   if (used > h->log_cap || used % 8) return MM_ECORRUPT;
-  int rc = rollback_to(h, 0);
+  h->logdata = log_area(h, (L->flags & LOG_AREA1) ? 1 : 0);
+  h->op_sync = 0; /* synced below, once */
+  uint32_t *pos;
+  uint64_t end, commit;
+  long n = log_parse(h, h->log_cap, &pos, &end, &commit);
+  if (n < 0) return (int)n;
+  free(pos);
+  int rc = commit != UINT64_MAX ? redo(h, commit) : rollback_range(h, 0, h->log_cap);
   if (rc) return rc;
+  __atomic_store_n(&L->used, 0, __ATOMIC_RELEASE);
   /* What the log restored must still describe a heap inside the file. */
-  uint64_t hs = heap_size(h), n = (hs - h->data_off) >> h->cshift;
+  uint64_t hs = heap_size(h), nc = (hs - h->data_off) >> h->cshift;
   struct stat st;
   if (hs < h->data_off + h->chunk || hs > h->max_size ||
-      hs != h->data_off + (n << h->cshift))
+      hs != h->data_off + (nc << h->cshift))
     return MM_ECORRUPT;
   if ((rc = mm__sys_fstat(h->fd, &st))) return rc;
   if ((uint64_t)st.st_size < hs) return MM_ETRUNCATED;
-  if (L->flags & 1) rc = mm__sys_msync(h->base, (size_t)hs, MS_SYNC);
+  if ((L->flags & LOG_DURABLE) || commit != UINT64_MAX) {
+    rc = mm__sys_msync(h->base, (size_t)hs, MS_SYNC);
+    if (rc == 0) L->live = 0;
+  }
   return rc;
 }
 
+/* Append the commit record: the new contents of every logged range. */
+static int log_commit_record(mm_heap_t *h, uint64_t *at) {
+  struct loghdr *L = h->L;
+  uint64_t used = L->used, need = 0;
+  for (uint64_t a = 0; a < used;) {
+    const struct logent *e = (const struct logent *)(h->logdata + a);
+    if (e->type == ENT_RANGE) need += sizeof(struct img) + align8(e->len);
+    a += ent_size(e);
+  }
+  if (need > UINT32_MAX || sizeof(struct logent) + need > h->log_cap - used)
+    return MM_EFULL;
+  struct logent *c = (struct logent *)(h->logdata + used);
+  unsigned char *p = (unsigned char *)(c + 1);
+  for (uint64_t a = 0; a < used;) {
+    const struct logent *e = (const struct logent *)(h->logdata + a);
+    if (e->type == ENT_RANGE) {
+      struct img im = {e->off, e->len};
+      memcpy(p, &im, sizeof im);
+      memcpy(p + sizeof im, AT(h, e->off), e->len);
+      memset(p + sizeof im + e->len, 0, align8(e->len) - e->len);
+      p += sizeof im + align8(e->len);
+    }
+    a += ent_size(e);
+  }
+  c->off = 0;
+  c->len = (uint32_t)need;
+  c->type = ENT_COMMIT;
+  ent_seal(h, c);
+  __atomic_store_n(&L->used, used + sizeof *c + need, __ATOMIC_RELEASE);
+  *at = used;
+  return 0;
+}
+
 /* Make the current log's changes permanent (lock held). Clearing the log
- * is the commit point. Durable: the data first, then the cleared log
- * header, each synced; a log left on disk is then always an unfinished
- * one, whatever is written to the same ranges later. */
+ * is the commit point. Durable: a commit record with the new contents of
+ * every logged range goes after the undo records, and one sync writes it
+ * with the data; from then on recovery redoes the transaction instead of
+ * undoing it, so a sync cut short anywhere leaves either the whole
+ * transaction or none. The record stays `live` until a later sync of the
+ * header names another log. A transaction too big for a record takes the
+ * older way: sync the data, then the emptied log. */
 static int log_commit(mm_heap_t *h) {
   struct loghdr *L = h->L;
   uint64_t used = L->used;
   if (h->op_sync && used) {
-    int rc = mm__sys_msync(h->base, (size_t)heap_size(h), MS_SYNC);
-    if (rc) return rc; /* the log still stands: the caller rolls back */
-    __atomic_store_n(&L->used, 0, __ATOMIC_RELEASE);
-    rc = sync_range(h, LOG_OFF, sizeof *L);
-    if (rc) {
-      __atomic_store_n(&L->used, used, __ATOMIC_RELEASE); /* roll back */
+    uint64_t at;
+    int rc = log_commit_record(h, &at);
+    if (rc == 0) {
+      rc = mm__sys_msync(h->base, (size_t)heap_size(h), MS_SYNC);
+      if (rc) {
+        /* Not committed: the record must never be redone. */
+        ((struct logent *)(h->logdata + at))->type = 0;
+        __atomic_store_n(&L->used, used, __ATOMIC_RELEASE);
+        return rc; /* the caller rolls back */
+      }
+      L->live_area = (L->flags & LOG_AREA1) ? 1 : 0;
+      L->live = L->seq;
+    } else if (rc == MM_EFULL) {
+      if ((rc = mm__sys_msync(h->base, (size_t)heap_size(h), MS_SYNC))) return rc;
+      __atomic_store_n(&L->used, 0, __ATOMIC_RELEASE);
+      rc = sync_range(h, LOG_OFF, sizeof *L);
+      if (rc) {
+        __atomic_store_n(&L->used, used, __ATOMIC_RELEASE); /* roll back */
+        return rc;
+      }
+      L->live = 0;
+    } else {
       return rc;
     }
   }
@@ -1319,7 +1467,8 @@ static int hdr_load(mm_heap_t *h, const unsigned char *buf, size_t n) {
   h->chunk = (uint64_t)1 << x->chunk_shift;
   h->cp = (unsigned)(h->chunk / HP);
   h->data_off = x->data_off;
-  h->log_cap = x->log_size - sizeof(struct loghdr);
+  h->log_size = x->log_size;
+  h->log_cap = ((x->log_size - sizeof(struct loghdr)) / 2) & ~(uint64_t)7;
   h->max_size = x->max_size;
   h->durable = (x->flags & HDR_DURABLE) != 0;
   return 0;
@@ -1336,7 +1485,7 @@ static int map_heap(mm_heap_t *h) {
   h->map_len = (size_t)len;
   h->S = (struct super *)(h->base + SUPER_OFF);
   h->L = (struct loghdr *)(h->base + LOG_OFF);
-  h->logdata = h->base + LOG_OFF + sizeof(struct loghdr);
+  h->logdata = NULL; /* set by log_begin and recover, under the lock */
   return 0;
 }
 
@@ -1417,7 +1566,8 @@ static int create_format(mm_heap_t *h, const mm_heap_opts_t *o) {
   h->chunk = chunk;
   h->cp = (unsigned)(chunk / HP);
   h->data_off = data_off;
-  h->log_cap = logsz - sizeof(struct loghdr);
+  h->log_size = logsz;
+  h->log_cap = ((logsz - sizeof(struct loghdr)) / 2) & ~(uint64_t)7;
   h->max_size = max;
   h->durable = (x->flags & HDR_DURABLE) != 0;
   if ((rc = map_heap(h))) return rc;
@@ -1647,7 +1797,7 @@ static int tx_defer_free(mm_heap_t *h, uint64_t off) {
   while (at + sizeof(struct logent) <= used) {
     const struct logent *e = (const struct logent *)(h->logdata + at);
     if (e->type == ENT_FREE && e->off == off) return -EINVAL; /* twice */
-    at += sizeof *e + (e->type == ENT_RANGE ? align8(e->len) : 0);
+    at += ent_size(e);
   }
   return log_append(h, off, 0, ENT_FREE);
 }
@@ -2022,8 +2172,8 @@ static void tx_end(mm_heap_t *h) {
 int mm_heap_tx_commit(mm_heap_t *h) {
   if (!h || !in_my_tx(h)) return -EINVAL;
   uint32_t *pos;
-  uint64_t end;
-  long n = log_parse(h, h->L->used, &pos, &end);
+  uint64_t end, commit;
+  long n = log_parse(h, h->L->used, &pos, &end, &commit);
   int rc = n < 0 ? (int)n : 0;
   h->committing = 1;
   for (long i = 0; rc == 0 && i < n; i++) {

@@ -1992,7 +1992,9 @@ TEST(heap_adv_alloc_full_max) {
 
 TEST(heap_adv_misuse_names) {
   const char *path = mm_test_path("mn.heap");
-  mm_heap_t *h = HCREATE(path, 64 * KiB, 64 * KiB, 64 * MiB);
+  /* Growing the directory logs each name's link (32 bytes): 2000 names
+   * need more than the smallest log's area. */
+  mm_heap_t *h = HCREATE(path, 64 * KiB, 256 * KiB, 64 * MiB);
   uint64_t x = ALLOC_FILL(h, 32, 1), y = ALLOC_FILL(h, 32, 2), off = 0;
   char nm[MM_HEAP_NAME_MAX + 2];
   memset(nm, 'n', sizeof nm);

@@ -53,10 +53,13 @@
  *     outlives a dead process, so the next process sees exactly the
  *     committed transactions. Survives kill -9, not an OS crash.
  *   power-loss durability: the undo record is synced to disk before
- *     tx_add returns (so before you can change the range); commit syncs
- *     the data, then the emptied log, and returns. After commit returns,
- *     the transaction survives an OS crash or power loss. Each tx_add
- *     costs a sync, each commit two.
+ *     tx_add returns (so before you can change the range); commit writes
+ *     a record of the new contents of every declared range to the log and
+ *     syncs it with the data, in one sync, and returns. After commit
+ *     returns, the transaction survives an OS crash or power loss. Each
+ *     tx_add costs a sync, each commit one. Writes you make outside any
+ *     transaction are made durable by the next commit's sync or by
+ *     mm_heap_sync, like any write to the heap.
  * In a heap created with MM_HEAP_DURABLE the metadata changes outside
  * transactions are durable too (each one costs syncs), and the per-thread
  * cache is off.
@@ -126,9 +129,12 @@ typedef struct mm_heap_opts {
   uint32_t chunk_size;   /* at creation: the unit of growth, a power of two
                             from 64 KiB to 4 MiB; 0 = 4 MiB. Allocations
                             larger than a chunk take whole chunks. */
-  uint32_t log_size;     /* at creation: bytes of undo log; a transaction
-                            whose declared ranges do not fit fails with
-                            MM_EFULL. 0 = 1 MiB; at least 64 KiB. */
+  uint32_t log_size;     /* at creation: bytes of undo log, in two halves
+                            that alternate; a transaction whose log (its
+                            declared ranges, 24 bytes + the range each,
+                            and the allocator's own) does not fit in half
+                            fails with MM_EFULL. 0 = 1 MiB; at least
+                            64 KiB, a multiple of 4096. */
   int lock_timeout_ms;   /* how long a call waits for the heap's lock:
                             < 0 or 0 = for ever; else -ETIMEDOUT */
 } mm_heap_opts_t;
