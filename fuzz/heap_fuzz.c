@@ -27,10 +27,11 @@
  *                   bit 4  before the records, clear the undo log (all
  *                          but its magic and sequence number), so records
  *                          write log entries byte for byte
- *                   bit 5  after the records, recompute the CRC of every
- *                          log entry that the log's `used` covers, so the
- *                          entries reach recovery (which rolls them back
- *                          into the heap when open finds the log in use)
+ *                   bit 5  after the records, give every log entry that
+ *                          the log's `used` covers the log's seq and a
+ *                          valid CRC, so the entries reach recovery (which
+ *                          rolls them back, or redoes a commit record,
+ *                          when open finds the log in use)
  *   then records  5 bytes each: u32 offset (little-endian, modulo the
  *                 file size), u8 value to XOR into that byte
  *
@@ -70,9 +71,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
  * modes 16 and 32 only mutate less cleverly. */
 #define LOG_OFF 73728u
 #define LOG_HDR 64u
+#define LOG_SEQ_AT (LOG_OFF + 8u)   /* u64: the log's seq */
 #define LOG_USED_AT (LOG_OFF + 16u) /* u64: bytes of entries */
-#define ENT_SIZE 24u                /* u64 off, u32 len, u16 type, u16, u32 crc, u32 */
-#define ENT_RANGE 1u
+#define LOG_FLAGS_AT (LOG_OFF + 24u) /* u64: 2 = entries in the second area */
+#define LOG_AREA ((FUZZ_LOG - LOG_HDR) / 2 / 8 * 8) /* bytes of one area */
+#define ENT_SIZE 24u /* u64 off, u32 len, u16 type, u16 seq_hi, u32 crc, u32 seq_lo */
 #define ENT_FREE 2u
 
 static unsigned char *image;   /* the valid heap's bytes */
@@ -111,26 +114,36 @@ static void clear_log(unsigned char *buf, size_t len) {
   if (end > LOG_USED_AT) memset(buf + LOG_USED_AT, 0, end - LOG_USED_AT);
 }
 
-/* Give every entry the log's `used` covers a valid CRC, walking them as
- * recovery does. */
+/* Give every entry the log's `used` covers (in the area its flags name)
+ * the log's seq and a valid CRC, walking them as recovery does. A range
+ * (type 1) and a commit record (type 3) carry len bytes; a free none. */
 static void fix_log_crcs(unsigned char *buf, size_t len) {
   if (len < LOG_OFF + LOG_HDR) return;
-  uint64_t used;
+  uint64_t used, seq, flags;
   memcpy(&used, buf + LOG_USED_AT, 8);
-  unsigned char *log = buf + LOG_OFF + LOG_HDR;
-  uint64_t room = len - (LOG_OFF + LOG_HDR);
+  memcpy(&seq, buf + LOG_SEQ_AT, 8);
+  memcpy(&flags, buf + LOG_FLAGS_AT, 8);
+  uint64_t start = LOG_OFF + LOG_HDR + ((flags & 2) ? LOG_AREA : 0);
+  if (len < start) return;
+  unsigned char *log = buf + start;
+  uint64_t room = len - start;
+  if (room > LOG_AREA) room = LOG_AREA;
   if (used > room) used = room;
+  uint16_t seq_hi = (uint16_t)(seq >> 32);
+  uint32_t seq_lo = (uint32_t)seq;
   for (uint64_t at = 0; at + ENT_SIZE <= used;) {
     unsigned char *e = log + at;
     uint32_t elen, crc0 = 0;
     uint16_t type;
     memcpy(&elen, e + 8, 4);
     memcpy(&type, e + 12, 2);
-    uint64_t data = type == ENT_RANGE ? ((uint64_t)elen + 7) / 8 * 8 : 0;
-    if ((type != ENT_RANGE && type != ENT_FREE) || ENT_SIZE + data > used - at) break;
+    uint64_t data = type != ENT_FREE ? ((uint64_t)elen + 7) / 8 * 8 : 0;
+    if (type < 1 || type > 3 || ENT_SIZE + data > used - at) break;
+    memcpy(e + 14, &seq_hi, 2);
+    memcpy(e + 20, &seq_lo, 4);
     memcpy(e + 16, &crc0, 4);
     uint32_t c = 0xffffffffu;
-    for (size_t i = 0; i < ENT_SIZE + (type == ENT_RANGE ? elen : 0); i++) {
+    for (size_t i = 0; i < ENT_SIZE + (type != ENT_FREE ? elen : 0); i++) {
       c ^= e[i];
       for (int k = 0; k < 8; k++) c = (c >> 1) ^ (0x82f63b78u & (0u - (c & 1u)));
     }

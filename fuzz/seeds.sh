@@ -149,6 +149,35 @@ seed log-used-huge 0 $((LOG + 23)) 1
 seed log-commit-record 48 $(set8 $((LOG + 16)) 32) $(set8 $((LOG + 8)) 5) \
   $(set8 $((LOG + 32)) 5) $(set8 $((LOG + 40)) 32) $(set8 $ENT $((DATA + 4096))) \
   $(set8 $((ENT + 8)) $((8 | 1 << 32))) $(set8 $((ENT + 24)) 7)
+# Commit records (type 3: images of u64 off, u64 len, the bytes), which
+# recovery redoes: into user data, over the page map, out of bounds, torn
+# (len past used), and a log in the second area (flags 2: its entries
+# start at ENT2).
+ENT2=$((ENT + 32736))
+seed log-redo-user 48 $(set8 $((LOG + 16)) 48) $(set8 $ENT 0) \
+  $(set8 $((ENT + 8)) $((24 | 3 << 32))) $(set8 $((ENT + 24)) $((DATA + 4096 + 64))) \
+  $(set8 $((ENT + 32)) 8) $(set8 $((ENT + 40)) 0x5a5a5a5a)
+seed log-redo-map 48 $(set8 $((LOG + 16)) 48) $(set8 $ENT 0) \
+  $(set8 $((ENT + 8)) $((24 | 3 << 32))) $(set8 $((ENT + 24)) $((DATA + 8))) \
+  $(set8 $((ENT + 32)) 8) $(set8 $((ENT + 40)) 0x30000001)
+seed log-redo-outside 48 $(set8 $((LOG + 16)) 48) $(set8 $ENT 0) \
+  $(set8 $((ENT + 8)) $((24 | 3 << 32))) $(set8 $((ENT + 24)) 0x7fffffffffff) \
+  $(set8 $((ENT + 32)) 8)
+seed log-redo-biglen 48 $(set8 $((LOG + 16)) 48) $(set8 $ENT 0) \
+  $(set8 $((ENT + 8)) $((24 | 3 << 32))) $(set8 $((ENT + 24)) $((DATA + 4096))) \
+  $(set8 $((ENT + 32)) 0xffffffff)
+seed log-undo-then-redo 48 $(set8 $((LOG + 16)) 80) $(set8 $ENT $((DATA + 4096 + 64))) \
+  $(set8 $((ENT + 8)) $((8 | 1 << 32))) $(set8 $((ENT + 24)) 1) \
+  $(set8 $((ENT + 32)) 0) $(set8 $((ENT + 40)) $((24 | 3 << 32))) \
+  $(set8 $((ENT + 56)) $((DATA + 4096 + 64))) $(set8 $((ENT + 64)) 8) \
+  $(set8 $((ENT + 72)) 2)
+seed log-area2-undo 48 $(set8 $((LOG + 16)) 32) $(set8 $((LOG + 24)) 3) \
+  $(set8 $ENT2 $((DATA + 4096 + 64))) $(set8 $((ENT2 + 8)) $((8 | 1 << 32))) \
+  $(set8 $((ENT2 + 24)) 77)
+seed log-area2-redo 48 $(set8 $((LOG + 16)) 48) $(set8 $((LOG + 24)) 3) \
+  $(set8 $ENT2 0) $(set8 $((ENT2 + 8)) $((24 | 3 << 32))) \
+  $(set8 $((ENT2 + 24)) $((DATA + 4096 + 64))) $(set8 $((ENT2 + 32)) 8) \
+  $(set8 $((ENT2 + 40)) 3)
 
 # The allocator exercised after check passes (mode 8).
 seed exercise 8
