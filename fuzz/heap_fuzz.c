@@ -71,10 +71,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
  * modes 16 and 32 only mutate less cleverly. */
 #define LOG_OFF 73728u
 #define LOG_HDR 64u
-#define LOG_SEQ_AT (LOG_OFF + 8u)   /* u64: the log's seq */
-#define LOG_USED_AT (LOG_OFF + 16u) /* u64: bytes of entries */
-#define LOG_FLAGS_AT (LOG_OFF + 24u) /* u64: 2 = entries in the second area */
-#define LOG_AREA ((FUZZ_LOG - LOG_HDR) / 2 / 8 * 8) /* bytes of one area */
+#define LOG_AREA (FUZZ_LOG / 2) /* two areas, each a header and entries */
+#define LOG_MAGIC 0x31474f4c504d4d48ull /* "HMMPLOG1" */
+#define LOG_SEQ 8u                  /* in a header: u64, the greater is current */
+#define LOG_USED 16u                /* u64: bytes of entries */
+#define LOG_USED_AT (LOG_OFF + LOG_USED)
 #define ENT_SIZE 24u /* u64 off, u32 len, u16 type, u16 seq_hi, u32 crc, u32 seq_lo */
 #define ENT_FREE 2u
 
@@ -114,20 +115,21 @@ static void clear_log(unsigned char *buf, size_t len) {
   if (end > LOG_USED_AT) memset(buf + LOG_USED_AT, 0, end - LOG_USED_AT);
 }
 
-/* Give every entry the log's `used` covers (in the area its flags name)
- * the log's seq and a valid CRC, walking them as recovery does. A range
- * (type 1) and a commit record (type 3) carry len bytes; a free none. */
+/* Give every entry the current log's `used` covers (the area whose
+ * header has the magic and the greater seq) the log's seq and a valid
+ * CRC, walking them as recovery does. A range (type 1) and a commit
+ * record (type 3) carry len bytes; a free none. */
 static void fix_log_crcs(unsigned char *buf, size_t len) {
-  if (len < LOG_OFF + LOG_HDR) return;
-  uint64_t used, seq, flags;
-  memcpy(&used, buf + LOG_USED_AT, 8);
-  memcpy(&seq, buf + LOG_SEQ_AT, 8);
-  memcpy(&flags, buf + LOG_FLAGS_AT, 8);
-  uint64_t start = LOG_OFF + LOG_HDR + ((flags & 2) ? LOG_AREA : 0);
-  if (len < start) return;
-  unsigned char *log = buf + start;
-  uint64_t room = len - start;
-  if (room > LOG_AREA) room = LOG_AREA;
+  if (len < LOG_OFF + LOG_AREA + LOG_HDR) return;
+  uint64_t hdr = LOG_OFF, seq0, seq1, magic1, used, seq;
+  memcpy(&seq0, buf + LOG_OFF + LOG_SEQ, 8);
+  memcpy(&seq1, buf + LOG_OFF + LOG_AREA + LOG_SEQ, 8);
+  memcpy(&magic1, buf + LOG_OFF + LOG_AREA, 8);
+  if (magic1 == LOG_MAGIC && seq1 > seq0) hdr += LOG_AREA;
+  memcpy(&used, buf + hdr + LOG_USED, 8);
+  memcpy(&seq, buf + hdr + LOG_SEQ, 8);
+  unsigned char *log = buf + hdr + LOG_HDR;
+  uint64_t room = LOG_AREA - LOG_HDR;
   if (used > room) used = room;
   uint16_t seq_hi = (uint16_t)(seq >> 32);
   uint32_t seq_lo = (uint32_t)seq;

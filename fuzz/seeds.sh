@@ -151,9 +151,9 @@ seed log-commit-record 48 $(set8 $((LOG + 16)) 32) $(set8 $((LOG + 8)) 5) \
   $(set8 $((ENT + 8)) $((8 | 1 << 32))) $(set8 $((ENT + 24)) 7)
 # Commit records (type 3: images of u64 off, u64 len, the bytes), which
 # recovery redoes: into user data, over the page map, out of bounds, torn
-# (len past used), and a log in the second area (flags 2: its entries
-# start at ENT2).
-ENT2=$((ENT + 32736))
+# (len past used); and logs in the second area, current when its header
+# (at LOG2: magic, seq, used) has the greater seq.
+LOG2=$((LOG + 32768)) ENT2=$((LOG + 32768 + 64)) LOGMAGIC=0x31474f4c504d4d48
 seed log-redo-user 48 $(set8 $((LOG + 16)) 48) $(set8 $ENT 0) \
   $(set8 $((ENT + 8)) $((24 | 3 << 32))) $(set8 $((ENT + 24)) $((DATA + 4096 + 64))) \
   $(set8 $((ENT + 32)) 8) $(set8 $((ENT + 40)) 0x5a5a5a5a)
@@ -171,13 +171,17 @@ seed log-undo-then-redo 48 $(set8 $((LOG + 16)) 80) $(set8 $ENT $((DATA + 4096 +
   $(set8 $((ENT + 32)) 0) $(set8 $((ENT + 40)) $((24 | 3 << 32))) \
   $(set8 $((ENT + 56)) $((DATA + 4096 + 64))) $(set8 $((ENT + 64)) 8) \
   $(set8 $((ENT + 72)) 2)
-seed log-area2-undo 48 $(set8 $((LOG + 16)) 32) $(set8 $((LOG + 24)) 3) \
+seed log-area2-undo 48 $(set8 $LOG2 $LOGMAGIC) $(set8 $((LOG2 + 8)) $((1 << 40))) \
+  $(set8 $((LOG2 + 16)) 32) $(set8 $((LOG2 + 24)) 1) \
   $(set8 $ENT2 $((DATA + 4096 + 64))) $(set8 $((ENT2 + 8)) $((8 | 1 << 32))) \
   $(set8 $((ENT2 + 24)) 77)
-seed log-area2-redo 48 $(set8 $((LOG + 16)) 48) $(set8 $((LOG + 24)) 3) \
-  $(set8 $ENT2 0) $(set8 $((ENT2 + 8)) $((24 | 3 << 32))) \
+seed log-area2-redo 48 $(set8 $LOG2 $LOGMAGIC) $(set8 $((LOG2 + 8)) $((1 << 40))) \
+  $(set8 $((LOG2 + 16)) 48) $(set8 $ENT2 0) $(set8 $((ENT2 + 8)) $((24 | 3 << 32))) \
   $(set8 $((ENT2 + 24)) $((DATA + 4096 + 64))) $(set8 $((ENT2 + 32)) 8) \
   $(set8 $((ENT2 + 40)) 3)
+seed log-area2-older 48 $(set8 $LOG2 $LOGMAGIC) $(set8 $((LOG + 16)) 32) \
+  $(set8 $((LOG2 + 16)) 32) $(set8 $ENT2 $((DATA + 4096 + 64))) \
+  $(set8 $((ENT2 + 8)) $((8 | 1 << 32))) $(set8 $((ENT2 + 24)) 77)
 
 # The allocator exercised after check passes (mode 8).
 seed exercise 8

@@ -116,15 +116,17 @@ struct loghdr {
   uint64_t magic;
   uint64_t seq;    /* +1 at every begin */
   uint64_t used;   /* bytes of entries; published last */
-  uint64_t flags;  /* LOG_DURABLE, LOG_AREA1 */
-  uint64_t live;   /* a durable commit whose record the disk's copy of this
-                      header may still name (0: none); see log_begin */
+  uint64_t flags;  /* LOG_DURABLE */
+  /* In the first area's header only (shared, not needed on disk): */
+  uint64_t live;   /* a durable commit whose record the headers on disk
+                      may still name (0: none); see log_begin */
   uint64_t live_area;
-  uint64_t reserved[2];
+  uint64_t raw;    /* an operation outside a transaction may have left
+                      unsynced writes that no log records (see log_commit) */
+  uint64_t reserved[1];
 };
 _Static_assert(sizeof(struct loghdr) == 64, "log header layout");
 #define LOG_DURABLE 1u
-#define LOG_AREA1 2u /* the entries are in the second area */
 
 struct logent {
   uint64_t off;
@@ -273,8 +275,8 @@ struct mm_heap {
   struct hdr hdr; /* the newest valid header copy */
   struct super *S;
   struct loghdr *L;
-  unsigned char *logdata; /* the current log's area (see log_area) */
-  uint64_t chunk, data_off, max_size, log_cap; /* log_cap: one area */
+  unsigned char *logdata; /* the current log's entries (see log_pick) */
+  uint64_t chunk, data_off, max_size, log_cap; /* log_cap: one area's */
   uint64_t log_size; /* the whole log, header included */
   unsigned cshift, cp; /* pages per chunk (the first is the map) */
   size_t page_size;
@@ -285,6 +287,7 @@ struct mm_heap {
   int nth;
   _Atomic int tx_tid;  /* the thread whose transaction is open, 0 none */
   int op_sync;         /* the current log is durable */
+  int log_raw;         /* the current log allocated or freed (see log_commit) */
   int committing;      /* tx_commit is applying the deferred frees */
   uint64_t recent_off[8], recent_len[8]; /* ranges logged since begin */
   unsigned nrecent;
@@ -358,12 +361,25 @@ static int sync_range(mm_heap_t *h, uint64_t off, uint64_t len) {
   return mm__sys_msync(AT(h, a), (size_t)(off + len - a), MS_SYNC);
 }
 
-/* The log's entries live in one of two areas (the header's LOG_AREA1
- * says which). A durable commit leaves its record (struct img images) in
- * its area; later logs write the other one, so that record stays whole
- * for as long as the header on disk may still name it (see log_begin). */
-static unsigned char *log_area(const mm_heap_t *h, unsigned area) {
-  return h->base + LOG_OFF + sizeof(struct loghdr) + area * h->log_cap;
+/* The log is two areas of log_size / 2 bytes, each a header and entries;
+ * the current log is the one whose header has the greater seq. A durable
+ * commit leaves its record (struct img images) in its area; later logs
+ * write the other one, so that record stays whole for as long as the
+ * headers on disk may still name it (see log_begin). */
+static struct loghdr *log_hdr(const mm_heap_t *h, unsigned area) {
+  return (struct loghdr *)(h->base + LOG_OFF + area * (h->log_size / 2));
+}
+
+static inline unsigned log_area_of(const mm_heap_t *h, const struct loghdr *L) {
+  return L != log_hdr(h, 0);
+}
+
+/* Point h->L and h->logdata at the current log (the lock is held, or the
+ * opener is alone). A second header without the magic is not one. */
+static void log_pick(mm_heap_t *h) {
+  struct loghdr *a = log_hdr(h, 0), *b = log_hdr(h, 1);
+  h->L = (b->magic == LOG_MAGIC && b->seq > a->seq) ? b : a;
+  h->logdata = (unsigned char *)(h->L + 1);
 }
 
 static inline uint64_t ent_size(const struct logent *e) {
@@ -376,12 +392,17 @@ static inline uint64_t ent_size(const struct logent *e) {
  * could find that header over a half-overwritten record and undo a
  * committed transaction: so a new log takes the other area. */
 static void log_begin(mm_heap_t *h, int durable) {
-  struct loghdr *L = h->L;
-  unsigned area = L->live ? !(L->live_area & 1) : 0;
-  L->seq++;
-  L->flags = (durable ? LOG_DURABLE : 0) | (area ? LOG_AREA1 : 0);
-  h->logdata = log_area(h, area);
+  struct loghdr *L0 = log_hdr(h, 0), *L = log_hdr(h, L0->live ? !(L0->live_area & 1) : 0);
+  uint64_t seq = h->L->seq + 1;
+  /* Empty first, the seq last: the seq is what makes it the current log. */
+  __atomic_store_n(&L->used, 0, __ATOMIC_RELAXED);
+  L->flags = durable ? LOG_DURABLE : 0;
+  L->magic = LOG_MAGIC;
+  __atomic_store_n(&L->seq, seq, __ATOMIC_RELEASE);
+  h->L = L;
+  h->logdata = (unsigned char *)(L + 1);
   h->op_sync = durable;
+  h->log_raw = 0;
   h->nrecent = 0;
 }
 
@@ -409,9 +430,9 @@ static int ent_ok(const mm_heap_t *h, const struct logent *e) {
 /* Sync the header and the entries in [0, end). When it returns, the disk's
  * header names this log, so no older commit record is live any more. */
 static int log_sync(mm_heap_t *h, uint64_t end) {
-  uint64_t hi = (uint64_t)(h->logdata - h->base) + end;
-  int rc = sync_range(h, LOG_OFF, hi - LOG_OFF);
-  if (rc == 0) h->L->live = 0;
+  uint64_t lo = OFF(h, h->L), hi = (uint64_t)(h->logdata - h->base) + end;
+  int rc = sync_range(h, lo, hi - lo);
+  if (rc == 0) log_hdr(h, 0)->live = 0;
   return rc;
 }
 
@@ -548,12 +569,12 @@ static int redo(mm_heap_t *h, uint64_t at) {
  * is redone (the commit's sync may have been cut short), any other is
  * undone. A log that is empty is a finished one. */
 static int recover(mm_heap_t *h) {
+  if (log_hdr(h, 0)->magic != LOG_MAGIC) return MM_ECORRUPT;
+  log_pick(h);
   struct loghdr *L = h->L;
-  if (L->magic != LOG_MAGIC) return MM_ECORRUPT;
   uint64_t used = L->used;
   if (used == 0) return 0;
   if (used > h->log_cap || used % 8) return MM_ECORRUPT;
-  h->logdata = log_area(h, (L->flags & LOG_AREA1) ? 1 : 0);
   h->op_sync = 0; /* synced below, once */
   uint32_t *pos;
   uint64_t end, commit;
@@ -573,7 +594,7 @@ static int recover(mm_heap_t *h) {
   if ((uint64_t)st.st_size < hs) return MM_ETRUNCATED;
   if ((L->flags & LOG_DURABLE) || commit != UINT64_MAX) {
     rc = mm__sys_msync(h->base, (size_t)hs, MS_SYNC);
-    if (rc == 0) L->live = 0;
+    if (rc == 0) log_hdr(h, 0)->live = 0;
   }
   return rc;
 }
@@ -612,19 +633,27 @@ static int log_commit_record(mm_heap_t *h, uint64_t *at) {
 }
 
 /* Make the current log's changes permanent (lock held). Clearing the log
- * is the commit point. Durable: a commit record with the new contents of
- * every logged range goes after the undo records, and one sync writes it
- * with the data; from then on recovery redoes the transaction instead of
- * undoing it, so a sync cut short anywhere leaves either the whole
- * transaction or none. The record stays `live` until a later sync of the
- * header names another log. A transaction too big for a record takes the
- * older way: sync the data, then the emptied log. */
+ * is the commit point. Durable, two ways:
+ * - A log whose every write is logged (a transaction that only changed
+ *   declared ranges, with no allocation, free or name change, after no
+ *   such operation outside a transaction since the last full sync): a
+ *   commit record with the new contents of every logged range goes after
+ *   the undo records, and one sync writes it with the data. From then on
+ *   recovery redoes the transaction instead of undoing it, so a sync cut
+ *   short anywhere leaves the whole transaction or none. The record stays
+ *   `live` until a later sync of a header names another log.
+ * - Any other log, or one too big for a record: the allocator wrote fresh
+ *   memory (a new run, a new object the caller filled) that no record
+ *   holds, and a record on disk without those bytes would be a heap that
+ *   points at garbage. So the data is synced first, then the emptied
+ *   header: two syncs. */
 static int log_commit(mm_heap_t *h) {
   struct loghdr *L = h->L;
   uint64_t used = L->used;
   if (h->op_sync && used) {
     uint64_t at;
-    int rc = log_commit_record(h, &at);
+    struct loghdr *L0 = log_hdr(h, 0);
+    int rc = h->log_raw || L0->raw ? MM_EFULL : log_commit_record(h, &at);
     if (rc == 0) {
       rc = mm__sys_msync(h->base, (size_t)heap_size(h), MS_SYNC);
       if (rc) {
@@ -633,17 +662,22 @@ static int log_commit(mm_heap_t *h) {
         __atomic_store_n(&L->used, used, __ATOMIC_RELEASE);
         return rc; /* the caller rolls back */
       }
-      L->live_area = (L->flags & LOG_AREA1) ? 1 : 0;
-      L->live = L->seq;
+      L0->live_area = log_area_of(h, L);
+      L0->live = L->seq;
     } else if (rc == MM_EFULL) {
-      if ((rc = mm__sys_msync(h->base, (size_t)heap_size(h), MS_SYNC))) return rc;
+      uint64_t raw = L0->raw;
+      L0->raw = 0; /* before the sync: a later setter is not lost */
+      if ((rc = mm__sys_msync(h->base, (size_t)heap_size(h), MS_SYNC))) {
+        L0->raw = raw;
+        return rc;
+      }
       __atomic_store_n(&L->used, 0, __ATOMIC_RELEASE);
-      rc = sync_range(h, LOG_OFF, sizeof *L);
+      rc = sync_range(h, OFF(h, L), sizeof *L);
       if (rc) {
         __atomic_store_n(&L->used, used, __ATOMIC_RELEASE); /* roll back */
         return rc;
       }
-      L->live = 0;
+      log_hdr(h, 0)->live = 0;
     } else {
       return rc;
     }
@@ -680,6 +714,7 @@ static int glock(mm_heap_t *h, int timeout_ms) {
   }
   if (rc == ENOTRECOVERABLE) return MM_ECORRUPT;
   if (rc) return -rc;
+  log_pick(h);
   if (__atomic_load_n(&h->L->used, __ATOMIC_ACQUIRE) != 0) {
     /* A free lock with a log in it: only a corrupt file does that. */
     int r = recover(h);
@@ -705,6 +740,19 @@ static int op_begin(mm_heap_t *h, struct op *op) {
   if (rc) return rc;
   log_begin(h, h->durable);
   return 0;
+}
+
+/* An operation that allocates, frees or fills fresh memory: its commit (or
+ * its transaction's) must sync the data before the commit point, and so
+ * must the next durable commit after one outside a transaction, since the
+ * caller may fill what it got before publishing it in that commit. */
+static int op_begin_raw(mm_heap_t *h, struct op *op) {
+  int rc = op_begin(h, op);
+  if (rc == 0) {
+    h->log_raw = 1;
+    if (!op->nested) log_hdr(h, 0)->raw = 1;
+  }
+  return rc;
 }
 
 static int op_end(mm_heap_t *h, struct op *op, int rc) {
@@ -1302,7 +1350,7 @@ static int slot_drain(mm_heap_t *h, int k, int check, int all) {
   for (int c = 0; c < NCLASS; c++) {
     for (int guard = 0; guard < 1000000; guard++) {
       struct op op;
-      int rc = op_begin(h, &op);
+      int rc = op_begin_raw(h, &op);
       if (rc) return rc;
       int go = (!check || slot_dead(h, k, all)) && s->head[c];
       rc = op_end(h, &op, go ? slot_flush_class(h, k, c, 0, 128) : 0);
@@ -1311,7 +1359,7 @@ static int slot_drain(mm_heap_t *h, int k, int check, int all) {
     }
   }
   struct op op;
-  int rc = op_begin(h, &op);
+  int rc = op_begin_raw(h, &op);
   if (rc) return rc;
   if ((!check || slot_dead(h, k, all)) && (rc = logw(h, s, 16)) == 0) {
     s->state = 0;
@@ -1388,7 +1436,7 @@ static inline int my_slot(mm_heap_t *h) {
 /* Refill slot k's class c from the runs. */
 static int slot_refill(mm_heap_t *h, int k, int c) {
   struct op op;
-  int rc = op_begin(h, &op);
+  int rc = op_begin_raw(h, &op);
   if (rc) return rc;
   struct slot *s = &h->S->slots[k];
   uint64_t b;
@@ -1408,7 +1456,7 @@ static int slot_refill(mm_heap_t *h, int k, int c) {
 
 static int slot_trim(mm_heap_t *h, int k) {
   struct op op;
-  int rc = op_begin(h, &op);
+  int rc = op_begin_raw(h, &op);
   if (rc) return rc;
   int rc2 = 0;
   for (int c = 0; c < NCLASS && rc2 == 0; c++)
@@ -1468,7 +1516,7 @@ static int hdr_load(mm_heap_t *h, const unsigned char *buf, size_t n) {
   h->cp = (unsigned)(h->chunk / HP);
   h->data_off = x->data_off;
   h->log_size = x->log_size;
-  h->log_cap = ((x->log_size - sizeof(struct loghdr)) / 2) & ~(uint64_t)7;
+  h->log_cap = x->log_size / 2 - sizeof(struct loghdr);
   h->max_size = x->max_size;
   h->durable = (x->flags & HDR_DURABLE) != 0;
   return 0;
@@ -1484,8 +1532,8 @@ static int map_heap(mm_heap_t *h) {
   h->base = p;
   h->map_len = (size_t)len;
   h->S = (struct super *)(h->base + SUPER_OFF);
-  h->L = (struct loghdr *)(h->base + LOG_OFF);
-  h->logdata = NULL; /* set by log_begin and recover, under the lock */
+  h->L = (struct loghdr *)(h->base + LOG_OFF); /* log_pick, under the lock */
+  h->logdata = (unsigned char *)(h->L + 1);
   return 0;
 }
 
@@ -1502,13 +1550,17 @@ static int names_dir_ok(const mm_heap_t *h) {
 /* The shared state, checked before anything follows it. */
 static int super_check(mm_heap_t *h, uint64_t fsize, uint64_t hs) {
   struct super *S = h->S;
-  if (S->magic != SUPER_MAGIC || h->L->magic != LOG_MAGIC) return MM_ECORRUPT;
+  if (S->magic != SUPER_MAGIC || log_hdr(h, 0)->magic != LOG_MAGIC) return MM_ECORRUPT;
   uint64_t n = (hs - h->data_off) >> h->cshift;
   if (n == 0 || n > (h->max_size >> h->cshift) ||
       hs != h->data_off + (n << h->cshift) || hs > h->max_size)
     return MM_ECORRUPT;
   if (fsize < hs) return MM_ETRUNCATED;
-  if (S->root >= hs || h->L->used > h->log_cap || h->L->used % 8) return MM_ECORRUPT;
+  for (unsigned a = 0; a < 2; a++) {
+    const struct loghdr *L = log_hdr(h, a);
+    if (L->magic == LOG_MAGIC && (L->used > h->log_cap || L->used % 8)) return MM_ECORRUPT;
+  }
+  if (S->root >= hs) return MM_ECORRUPT;
   if (!names_dir_ok(h)) return MM_ECORRUPT;
   return 0;
 }
@@ -1567,7 +1619,7 @@ static int create_format(mm_heap_t *h, const mm_heap_opts_t *o) {
   h->cp = (unsigned)(chunk / HP);
   h->data_off = data_off;
   h->log_size = logsz;
-  h->log_cap = ((logsz - sizeof(struct loghdr)) / 2) & ~(uint64_t)7;
+  h->log_cap = logsz / 2 - sizeof(struct loghdr);
   h->max_size = max;
   h->durable = (x->flags & HDR_DURABLE) != 0;
   if ((rc = map_heap(h))) return rc;
@@ -1579,7 +1631,8 @@ static int create_format(mm_heap_t *h, const mm_heap_opts_t *o) {
   if ((rc = mm__sys_getrandom(&S->free_key, sizeof S->free_key))) return rc;
   S->free_key |= 1; /* never 0 */
   mutex_init(h);
-  h->L->magic = LOG_MAGIC;
+  log_hdr(h, 0)->magic = LOG_MAGIC;
+  log_hdr(h, 1)->magic = LOG_MAGIC;
   uint32_t n = h->cp - 1;
   int b = bin_of(n);
   for (uint64_t i = 0; i < nch; i++) {
@@ -1779,7 +1832,7 @@ int mm_heap_alloc(mm_heap_t *h, uint64_t size, uint64_t *off) {
   }
   struct op op;
   uint64_t o = 0;
-  if ((rc = op_begin(h, &op))) return rc;
+  if ((rc = op_begin_raw(h, &op))) return rc;
   rc = op_end(h, &op, galloc(h, size, &o));
   if (rc == 0) *off = o;
   return rc;
@@ -1856,7 +1909,7 @@ int mm_heap_free(mm_heap_t *h, uint64_t off) {
   if (o.kind == OBJ_SMALL && marked_free(h, off)) return -EINVAL;
   if (in_my_tx(h)) return tx_defer_free(h, off);
   struct op op;
-  if ((rc = op_begin(h, &op))) return rc;
+  if ((rc = op_begin_raw(h, &op))) return rc;
   /* Again under the lock: another thread may have freed it meanwhile. */
   rc = classify(h, off, &o);
   if (rc == 0 && o.kind == OBJ_SMALL && marked_free(h, off)) rc = -EINVAL;
@@ -2075,7 +2128,7 @@ int mm_heap_name_set(mm_heap_t *h, const char *name, uint64_t off) {
   size_t n;
   if (!h || name_len(name, &n) || (off && !in_data(h, off, 1))) return -EINVAL;
   struct op op;
-  int rc = op_begin(h, &op);
+  int rc = op_begin_raw(h, &op);
   if (rc) return rc;
   return op_end(h, &op, name_set_locked(h, name, n, off));
 }
@@ -2097,7 +2150,7 @@ int mm_heap_name_del(mm_heap_t *h, const char *name) {
   size_t n;
   if (!h || name_len(name, &n)) return -EINVAL;
   struct op op;
-  int rc = op_begin(h, &op);
+  int rc = op_begin_raw(h, &op);
   if (rc) return rc;
   uint64_t *link, e;
   rc = name_find(h, name, n, &link, &e);
@@ -2513,12 +2566,14 @@ static void walk_all(struct walk *w) {
   struct super *S = h->S;
   uint64_t hs = S->heap_size, n = nchunks(h);
   walk_headers(w);
-  if (S->magic != SUPER_MAGIC || h->L->magic != LOG_MAGIC || n == 0 ||
+  if (S->magic != SUPER_MAGIC || log_hdr(h, 0)->magic != LOG_MAGIC || n == 0 ||
       S->nchunks != n || hs != h->data_off + (n << h->cshift) || hs > h->max_size) {
     finding(w, MM_ECORRUPT, SUPER_OFF, "shared state: sizes or magic wrong");
     return;
   }
-  if (h->L->used) finding(w, MM_ECORRUPT, LOG_OFF, "the undo log is not empty with the lock free");
+  log_pick(h);
+  if (h->L->used)
+    finding(w, MM_ECORRUPT, OFF(h, h->L), "the undo log is not empty with the lock free");
   if (S->root >= hs) finding(w, MM_ECORRUPT, SUPER_OFF, "root past the end of the heap");
   walk_slots(w);
   w->overhead += h->data_off;

@@ -53,13 +53,17 @@
  *     outlives a dead process, so the next process sees exactly the
  *     committed transactions. Survives kill -9, not an OS crash.
  *   power-loss durability: the undo record is synced to disk before
- *     tx_add returns (so before you can change the range); commit writes
- *     a record of the new contents of every declared range to the log and
- *     syncs it with the data, in one sync, and returns. After commit
- *     returns, the transaction survives an OS crash or power loss. Each
- *     tx_add costs a sync, each commit one. Writes you make outside any
- *     transaction are made durable by the next commit's sync or by
- *     mm_heap_sync, like any write to the heap.
+ *     tx_add returns (so before you can change the range), and commit
+ *     returns once the transaction is on disk: after that it survives an
+ *     OS crash or power loss. Each tx_add costs a sync. A commit costs one
+ *     (a record of the declared ranges' new contents, synced with the
+ *     data) when the transaction only changed declared ranges; two (the
+ *     data, then the emptied log) when it allocated, freed or named
+ *     something, or followed such an operation made outside a transaction
+ *     (whose new object you may have filled before publishing it).
+ *     Bytes you changed without declaring them are not part of any
+ *     transaction: a commit's sync puts them on disk, but a power loss
+ *     during a one-sync commit may keep the transaction and not them.
  * In a heap created with MM_HEAP_DURABLE the metadata changes outside
  * transactions are durable too (each one costs syncs), and the per-thread
  * cache is off.
