@@ -278,6 +278,7 @@ struct mm_heap {
   unsigned char *logdata; /* the current log's entries (see log_pick) */
   uint64_t chunk, data_off, max_size, log_cap; /* log_cap: one area's */
   uint64_t log_size; /* the whole log, header included */
+  uint64_t log_bound; /* during recovery: where log entries may write */
   unsigned cshift, cp; /* pages per chunk (the first is the map) */
   size_t page_size;
   int durable;    /* the heap's default */
@@ -474,9 +475,11 @@ static int logw(mm_heap_t *h, const void *p, uint64_t len) {
 }
 
 /* Where may a log entry write? Only between the shared state and the end of
- * the heap, never over the header copies or the log itself. */
+ * the heap, never over the header copies or the log itself. In recovery
+ * the end is the file's: after a power loss the heap_size on disk can be
+ * older than entries that initialised a chunk the heap grew by. */
 static int ent_target_ok(const mm_heap_t *h, uint64_t off, uint64_t len) {
-  uint64_t hs = heap_size(h);
+  uint64_t hs = h->log_bound ? h->log_bound : heap_size(h);
   if (off < SUPER_OFF || off > hs || len > hs - off) return 0;
   if (off < LOG_OFF + h->log_size && off + len > LOG_OFF) return 0;
   if (off < SUPER_OFF + SUPER_SIZE &&
@@ -576,22 +579,30 @@ static int recover(mm_heap_t *h) {
   if (used == 0) return 0;
   if (used > h->log_cap || used % 8) return MM_ECORRUPT;
   h->op_sync = 0; /* synced below, once */
+  struct stat st;
+  int rc = mm__sys_fstat(h->fd, &st);
+  if (rc) return rc;
+  uint64_t fsize = (uint64_t)st.st_size;
+  h->log_bound = fsize < h->map_len ? fsize : h->map_len;
+  if (h->log_bound <= SUPER_OFF) h->log_bound = SUPER_OFF; /* nothing fits */
   uint32_t *pos;
   uint64_t end, commit;
   long n = log_parse(h, h->log_cap, &pos, &end, &commit);
-  if (n < 0) return (int)n;
-  free(pos);
-  int rc = commit != UINT64_MAX ? redo(h, commit) : rollback_range(h, 0, h->log_cap);
+  if (n >= 0) {
+    free(pos);
+    rc = commit != UINT64_MAX ? redo(h, commit) : rollback_range(h, 0, h->log_cap);
+  } else {
+    rc = (int)n;
+  }
+  h->log_bound = 0;
   if (rc) return rc;
   __atomic_store_n(&L->used, 0, __ATOMIC_RELEASE);
   /* What the log restored must still describe a heap inside the file. */
   uint64_t hs = heap_size(h), nc = (hs - h->data_off) >> h->cshift;
-  struct stat st;
   if (hs < h->data_off + h->chunk || hs > h->max_size ||
       hs != h->data_off + (nc << h->cshift))
     return MM_ECORRUPT;
-  if ((rc = mm__sys_fstat(h->fd, &st))) return rc;
-  if ((uint64_t)st.st_size < hs) return MM_ETRUNCATED;
+  if (fsize < hs) return MM_ETRUNCATED;
   if ((L->flags & LOG_DURABLE) || commit != UINT64_MAX) {
     rc = mm__sys_msync(h->base, (size_t)hs, MS_SYNC);
     if (rc == 0) log_hdr(h, 0)->live = 0;
