@@ -121,9 +121,7 @@ struct loghdr {
   uint64_t live;   /* a durable commit whose record the headers on disk
                       may still name (0: none); see log_begin */
   uint64_t live_area;
-  uint64_t raw;    /* an operation outside a transaction may have left
-                      unsynced writes that no log records (see log_commit) */
-  uint64_t reserved[1];
+  uint64_t reserved[2];
 };
 _Static_assert(sizeof(struct loghdr) == 64, "log header layout");
 #define LOG_DURABLE 1u
@@ -299,6 +297,12 @@ static _Atomic unsigned long fork_gen;
 static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
 static void on_fork_child(void) { atomic_fetch_add(&fork_gen, 1); }
 static void fork_init(void) { pthread_atfork(NULL, NULL, on_fork_child); }
+
+/* Heaps (a bit for uid % 64) on which this thread allocated or freed since
+ * its last durable commit with the data synced first: it may have filled
+ * what it got, in bytes no log holds (see log_commit). */
+static __thread uint64_t tls_raw;
+static inline uint64_t raw_bit(const mm_heap_t *h) { return 1ull << (h->uid & 63); }
 
 static __thread struct {
   unsigned long gen;
@@ -664,7 +668,8 @@ static int log_commit(mm_heap_t *h) {
   if (h->op_sync && used) {
     uint64_t at;
     struct loghdr *L0 = log_hdr(h, 0);
-    int rc = h->log_raw || L0->raw ? MM_EFULL : log_commit_record(h, &at);
+    int raw = h->log_raw || (tls_raw & raw_bit(h));
+    int rc = raw ? MM_EFULL : log_commit_record(h, &at);
     if (rc == 0) {
       rc = mm__sys_msync(h->base, (size_t)heap_size(h), MS_SYNC);
       if (rc) {
@@ -676,19 +681,15 @@ static int log_commit(mm_heap_t *h) {
       L0->live_area = log_area_of(h, L);
       L0->live = L->seq;
     } else if (rc == MM_EFULL) {
-      uint64_t raw = L0->raw;
-      L0->raw = 0; /* before the sync: a later setter is not lost */
-      if ((rc = mm__sys_msync(h->base, (size_t)heap_size(h), MS_SYNC))) {
-        L0->raw = raw;
-        return rc;
-      }
+      if ((rc = mm__sys_msync(h->base, (size_t)heap_size(h), MS_SYNC))) return rc;
       __atomic_store_n(&L->used, 0, __ATOMIC_RELEASE);
       rc = sync_range(h, OFF(h, L), sizeof *L);
       if (rc) {
         __atomic_store_n(&L->used, used, __ATOMIC_RELEASE); /* roll back */
         return rc;
       }
-      log_hdr(h, 0)->live = 0;
+      L0->live = 0;
+      tls_raw &= ~raw_bit(h);
     } else {
       return rc;
     }
@@ -754,15 +755,10 @@ static int op_begin(mm_heap_t *h, struct op *op) {
 }
 
 /* An operation that allocates, frees or fills fresh memory: its commit (or
- * its transaction's) must sync the data before the commit point, and so
- * must the next durable commit after one outside a transaction, since the
- * caller may fill what it got before publishing it in that commit. */
+ * its transaction's) must sync the data before the commit point. */
 static int op_begin_raw(mm_heap_t *h, struct op *op) {
   int rc = op_begin(h, op);
-  if (rc == 0) {
-    h->log_raw = 1;
-    if (!op->nested) log_hdr(h, 0)->raw = 1;
-  }
+  if (rc == 0) h->log_raw = 1;
   return rc;
 }
 
@@ -1825,8 +1821,7 @@ static inline int slot_pop(mm_heap_t *h, int k, int c, uint64_t *out) {
   return 0;
 }
 
-int mm_heap_alloc(mm_heap_t *h, uint64_t size, uint64_t *off) {
-  if (!h || !off) return -EINVAL;
+static int heap_alloc(mm_heap_t *h, uint64_t size, uint64_t *off) {
   *off = 0;
   if (size == 0) return -EINVAL;
   if (size > h->max_size) return MM_EFULL;
@@ -1846,6 +1841,17 @@ int mm_heap_alloc(mm_heap_t *h, uint64_t size, uint64_t *off) {
   if ((rc = op_begin_raw(h, &op))) return rc;
   rc = op_end(h, &op, galloc(h, size, &o));
   if (rc == 0) *off = o;
+  return rc;
+}
+
+/* The caller may now fill (or has given up) memory no log holds: this
+ * thread's next durable commit on the heap syncs the data first, so that
+ * what it publishes is on disk before the commit point. Marked after the
+ * call, since the call's own durable commit clears the mark. */
+int mm_heap_alloc(mm_heap_t *h, uint64_t size, uint64_t *off) {
+  if (!h || !off) return -EINVAL;
+  int rc = heap_alloc(h, size, off);
+  tls_raw |= raw_bit(h);
   return rc;
 }
 
@@ -1894,9 +1900,7 @@ static inline int small_block(const mm_heap_t *h, uint64_t off, int *cls) {
   return 1;
 }
 
-int mm_heap_free(mm_heap_t *h, uint64_t off) {
-  if (!h) return -EINVAL;
-  if (off == 0) return 0;
+static int heap_free(mm_heap_t *h, uint64_t off) {
   int cls;
   if (MM__LIKELY(!h->durable) && small_block(h, off, &cls) &&
       atomic_load_explicit(&h->tx_tid, memory_order_relaxed) == 0) {
@@ -1926,6 +1930,14 @@ int mm_heap_free(mm_heap_t *h, uint64_t off) {
   if (rc == 0 && o.kind == OBJ_SMALL && marked_free(h, off)) rc = -EINVAL;
   if (rc == 0) rc = gfree(h, &o);
   return op_end(h, &op, rc);
+}
+
+int mm_heap_free(mm_heap_t *h, uint64_t off) {
+  if (!h) return -EINVAL;
+  if (off == 0) return 0;
+  int rc = heap_free(h, off);
+  tls_raw |= raw_bit(h);
+  return rc;
 }
 
 int mm_heap_realloc(mm_heap_t *h, uint64_t *off, uint64_t size) {
@@ -2135,9 +2147,9 @@ static int name_set_locked(mm_heap_t *h, const char *name, size_t n, uint64_t of
   return old_arr ? op_free(h, old_arr) : 0;
 }
 
-int mm_heap_name_set(mm_heap_t *h, const char *name, uint64_t off) {
+static int name_set(mm_heap_t *h, const char *name, uint64_t off) {
   size_t n;
-  if (!h || name_len(name, &n) || (off && !in_data(h, off, 1))) return -EINVAL;
+  if (name_len(name, &n) || (off && !in_data(h, off, 1))) return -EINVAL;
   struct op op;
   int rc = op_begin_raw(h, &op);
   if (rc) return rc;
@@ -2157,9 +2169,9 @@ int mm_heap_name_get(mm_heap_t *h, const char *name, uint64_t *off) {
   return rc;
 }
 
-int mm_heap_name_del(mm_heap_t *h, const char *name) {
+static int name_del(mm_heap_t *h, const char *name) {
   size_t n;
-  if (!h || name_len(name, &n)) return -EINVAL;
+  if (name_len(name, &n)) return -EINVAL;
   struct op op;
   int rc = op_begin_raw(h, &op);
   if (rc) return rc;
@@ -2175,6 +2187,20 @@ int mm_heap_name_del(mm_heap_t *h, const char *name) {
     }
   }
   return op_end(h, &op, rc);
+}
+
+int mm_heap_name_set(mm_heap_t *h, const char *name, uint64_t off) {
+  if (!h) return -EINVAL;
+  int rc = name_set(h, name, off);
+  tls_raw |= raw_bit(h);
+  return rc;
+}
+
+int mm_heap_name_del(mm_heap_t *h, const char *name) {
+  if (!h) return -EINVAL;
+  int rc = name_del(h, name);
+  tls_raw |= raw_bit(h);
+  return rc;
 }
 
 int mm_heap_name_list(mm_heap_t *h, mm_heap_name_fn fn, void *arg) {
@@ -2267,7 +2293,10 @@ int mm_heap_tx_active(const mm_heap_t *h) { return h && in_my_tx(h); }
 
 int mm_heap_sync(mm_heap_t *h) {
   if (!h) return -EINVAL;
-  return mm__sys_msync(h->base, (size_t)heap_size(h), MS_SYNC);
+  uint64_t bit = raw_bit(h);
+  int rc = mm__sys_msync(h->base, (size_t)heap_size(h), MS_SYNC);
+  if (rc == 0) tls_raw &= ~bit; /* what this thread wrote is on disk */
+  return rc;
 }
 
 /* ---- info and check ------------------------------------------------------------------ */

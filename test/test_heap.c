@@ -7,6 +7,8 @@
  */
 #include "test.h"
 
+#include <pthread.h>
+
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -360,6 +362,60 @@ TEST(heap_durable_tx_syncs_the_log_before_the_data_changes) {
   ASSERT_OK(mm_heap_tx_abort(h));
   ASSERT_EQ(nsync, 0);
   mm__sys_trace(NULL, NULL);
+  ASSERT_OK(mm_heap_close(h));
+}
+
+struct durable_arg {
+  mm_heap_t *h;
+  uint64_t a;
+  int alloc_first, add, all;
+};
+
+static void *durable_thread(void *p) {
+  struct durable_arg *d = p;
+  if (d->alloc_first) {
+    uint64_t b;
+    if (mm_heap_alloc(d->h, 40, &b) == 0) memset(mm_heap_ptr(d->h, b), 9, 40);
+  }
+  durable_tx(d->h, d->a, 7, 0, &d->add, &d->all);
+  return NULL;
+}
+
+/* Which commit takes one sync follows the committing thread's own
+ * allocations since its last two-sync commit or mm_heap_sync. */
+TEST(heap_durable_one_sync_commit_follows_the_threads_own_allocations) {
+  mm_heap_t *h = make("h", NULL);
+  uint64_t a, b;
+  int add, all;
+  ASSERT_OK(mm_heap_alloc(h, 64, &a));
+  ASSERT_OK(mm_heap_sync(h)); /* this thread's allocations are on disk */
+  mm__sys_trace(count_sync, NULL);
+  durable_tx(h, a, 1, 0, &add, &all);
+  ASSERT_EQ(all, 2);
+  /* Another thread allocates and fills: this thread's commit stays one
+   * sync; the other thread's own commit syncs the data first. */
+  struct durable_arg d = {h, a, 1, 0, 0};
+  pthread_t t;
+  ASSERT_EQ(pthread_create(&t, NULL, durable_thread, &d), 0);
+  ASSERT_EQ(pthread_join(t, NULL), 0);
+  ASSERT_EQ(d.all, 3);
+  durable_tx(h, a, 2, 0, &add, &all);
+  ASSERT_EQ(all, 2);
+  /* This thread frees, then commits: two syncs, then one again. */
+  ASSERT_OK(mm_heap_alloc(h, 32, &b));
+  ASSERT_OK(mm_heap_free(h, b));
+  durable_tx(h, a, 3, 0, &add, &all);
+  ASSERT_EQ(all, 3);
+  durable_tx(h, a, 4, 0, &add, &all);
+  ASSERT_EQ(all, 2);
+  /* A name change, then mm_heap_sync: the sync covers it. */
+  ASSERT_OK(mm_heap_name_set(h, "x", a));
+  nsync = 0;
+  ASSERT_OK(mm_heap_sync(h));
+  durable_tx(h, a, 5, 0, &add, &all);
+  ASSERT_EQ(all, 2);
+  mm__sys_trace(NULL, NULL);
+  assert_clean(h);
   ASSERT_OK(mm_heap_close(h));
 }
 

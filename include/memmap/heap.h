@@ -59,11 +59,13 @@
  *     (a record of the declared ranges' new contents, synced with the
  *     data) when the transaction only changed declared ranges; two (the
  *     data, then the emptied log) when it allocated, freed or named
- *     something, or followed such an operation made outside a transaction
- *     (whose new object you may have filled before publishing it).
- *     Bytes you changed without declaring them are not part of any
- *     transaction: a commit's sync puts them on disk, but a power loss
- *     during a one-sync commit may keep the transaction and not them.
+ *     something, or when the same thread did so outside a transaction
+ *     since its last such commit or mm_heap_sync (it may be publishing an
+ *     object it filled). Other bytes you changed without declaring them
+ *     are not part of any transaction: a commit's sync puts them on disk,
+ *     but a power loss during a one-sync commit may keep the transaction
+ *     and not them. So an object another thread filled must be declared,
+ *     or synced (mm_heap_sync), before a transaction publishes it.
  * In a heap created with MM_HEAP_DURABLE the metadata changes outside
  * transactions are durable too (each one costs syncs), and the per-thread
  * cache is off.
