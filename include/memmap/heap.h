@@ -308,7 +308,10 @@ MM_API MM_NODISCARD int mm_heap_tx_add_ptr(mm_heap_t *h, const void *p,
 /*
  * Commit: apply the transaction's frees, then make it permanent (durable:
  * sync first). Releases the lock. On an error the transaction is rolled
- * back (as by abort) and the lock released; the error is returned.
+ * back (as by abort) and the lock released; the error is returned:
+ * MM_EFULL when the log filled while the frees were applied (each logs
+ * the allocator's changes; leave room, or free in a later transaction),
+ * -EIO and other sync errors, MM_ECORRUPT.
  */
 MM_API MM_NODISCARD int mm_heap_tx_commit(mm_heap_t *h);
 
