@@ -141,9 +141,10 @@ static uint64_t mix(uint64_t h, uint64_t v) {
   return h ^ (h >> 29);
 }
 
-static uint64_t hash_bytes(uint64_t h, const void *p, uint64_t n) {
+static uint64_t hash_bytes(uint64_t h, const void *p, size_t n) {
   const unsigned char *b = p;
-  uint64_t w, i = 0;
+  uint64_t w;
+  size_t i = 0;
   for (; i + 8 <= n; i += 8) {
     memcpy(&w, b + i, 8);
     h = mix(h, w);
