@@ -287,6 +287,8 @@ struct mm_heap {
   _Atomic int tx_tid;  /* the thread whose transaction is open, 0 none */
   int op_sync;         /* the current log is durable */
   int log_raw;         /* the current log allocated or freed (see log_commit) */
+  int log_defer;       /* durable: hold entries' sync until log_defer_end */
+  int log_unsynced;    /* entries appended while deferred */
   int committing;      /* tx_commit is applying the deferred frees */
   uint64_t recent_off[8], recent_len[8]; /* ranges logged since begin */
   unsigned nrecent;
@@ -454,11 +456,16 @@ static int log_append(mm_heap_t *h, uint64_t off, uint32_t len, int type) {
   ent_seal(h, e);
   /* Publish: the entry is complete before `used` covers it. */
   __atomic_store_n(&L->used, used + need, __ATOMIC_RELEASE);
-  if (h->op_sync) {
-    /* Durable: the undo record is on disk before the caller may change the
-     * range it protects (the log header is in the same span). */
-    int rc = log_sync(h, used + need);
-    if (rc) return rc;
+  /* Durable: the undo record is on disk before the caller may change the
+   * range it protects (the log header is in the same span). A deferred
+   * free is only read at commit, so it waits for the next sync. */
+  if (h->op_sync && type == ENT_RANGE) {
+    if (h->log_defer) {
+      h->log_unsynced = 1;
+    } else {
+      int rc = log_sync(h, used + need);
+      if (rc) return rc;
+    }
   }
   return 0;
 }
@@ -476,6 +483,30 @@ static int logw(mm_heap_t *h, const void *p, uint64_t len) {
   h->recent_len[h->nrecent % 8] = len;
   h->nrecent++;
   return 0;
+}
+
+/* Save several ranges, then write them: between log_defer_begin and
+ * log_defer_end a durable log appends without syncing, and the end syncs
+ * once (if anything was appended). Nothing may be written in between. */
+static void log_defer_begin(mm_heap_t *h) {
+  h->log_defer = 1;
+  h->log_unsynced = 0;
+}
+
+static int log_defer_end(mm_heap_t *h, int rc) {
+  h->log_defer = 0;
+  if (rc == 0 && h->log_unsynced) rc = log_sync(h, h->L->used);
+  h->log_unsynced = 0;
+  return rc;
+}
+
+/* Save two ranges (b may be NULL) before writing either. */
+static int logw2(mm_heap_t *h, const void *a, uint64_t alen, const void *b,
+                 uint64_t blen) {
+  log_defer_begin(h);
+  int rc = logw(h, a, alen);
+  if (rc == 0 && b) rc = logw(h, b, blen);
+  return log_defer_end(h, rc);
 }
 
 /* Where may a log entry write? Only between the shared state and the end of
@@ -1074,15 +1105,15 @@ static int partial_insert(mm_heap_t *h, uint64_t r, int c) {
   uint64_t nx = h->S->partial[c];
   int rc;
   if (nx && !run_ok(h, nx, c)) return MM_ECORRUPT;
-  if ((rc = logw(h, R, RUN_HDR))) return rc;
+  struct run *N = nx ? AT(h, nx) : NULL;
+  log_defer_begin(h);
+  rc = logw(h, R, RUN_HDR);
+  if (rc == 0 && N) rc = logw(h, N, RUN_HDR);
+  if (rc == 0) rc = logw(h, &h->S->partial[c], 8);
+  if ((rc = log_defer_end(h, rc))) return rc;
   R->next = nx;
   R->prev = 0;
-  if (nx) {
-    struct run *N = AT(h, nx);
-    if ((rc = logw(h, N, RUN_HDR))) return rc;
-    N->prev = r;
-  }
-  if ((rc = logw(h, &h->S->partial[c], 8))) return rc;
+  if (N) N->prev = r;
   h->S->partial[c] = r;
   return 0;
 }
@@ -1092,22 +1123,16 @@ static int partial_remove(mm_heap_t *h, uint64_t r, int c) {
   uint64_t nx = R->next, pv = R->prev;
   int rc;
   if ((nx && !run_ok(h, nx, c)) || (pv && !run_ok(h, pv, c))) return MM_ECORRUPT;
-  if (pv) {
-    struct run *P = AT(h, pv);
-    if (P->next != r) return MM_ECORRUPT;
-    if ((rc = logw(h, P, RUN_HDR))) return rc;
-    P->next = nx;
-  } else {
-    if (h->S->partial[c] != r) return MM_ECORRUPT;
-    if ((rc = logw(h, &h->S->partial[c], 8))) return rc;
-    h->S->partial[c] = nx;
-  }
-  if (nx) {
-    struct run *N = AT(h, nx);
-    if ((rc = logw(h, N, RUN_HDR))) return rc;
-    N->prev = pv;
-  }
-  if ((rc = logw(h, R, RUN_HDR))) return rc;
+  struct run *P = pv ? AT(h, pv) : NULL, *N = nx ? AT(h, nx) : NULL;
+  if (P ? P->next != r : h->S->partial[c] != r) return MM_ECORRUPT;
+  log_defer_begin(h);
+  rc = P ? logw(h, P, RUN_HDR) : logw(h, &h->S->partial[c], 8);
+  if (rc == 0 && N) rc = logw(h, N, RUN_HDR);
+  if (rc == 0) rc = logw(h, R, RUN_HDR);
+  if ((rc = log_defer_end(h, rc))) return rc;
+  if (P) P->next = nx;
+  else h->S->partial[c] = nx;
+  if (N) N->prev = pv;
   R->next = R->prev = 0;
   return 0;
 }
@@ -1135,16 +1160,17 @@ static int take_block(mm_heap_t *h, int c, uint64_t *out) {
   struct run *R = AT(h, r);
   uint64_t bs = class_size[c], first = r + RUN_HDR;
   uint64_t end = first + (uint64_t)R->nblocks * bs, b;
-  if ((rc = logw(h, R, RUN_HDR))) return rc;
   if (R->nfree == 0) return MM_ECORRUPT;
   if (R->free_head) {
     b = R->free_head;
     if (b < first || b >= end || (b - first) % bs) return MM_ECORRUPT;
     uint64_t nx = *(uint64_t *)AT(h, b);
     if (nx && (nx < first || nx >= end || (nx - first) % bs)) return MM_ECORRUPT;
-    if ((rc = logw(h, AT(h, b), 16))) return rc;
+    if ((rc = logw2(h, R, RUN_HDR, AT(h, b), 16))) return rc;
     R->free_head = nx;
   } else if (R->bump < R->nblocks) {
+    /* A block never handed out: nothing in it to save. */
+    if ((rc = logw(h, R, RUN_HDR))) return rc;
     b = first + (uint64_t)R->bump * bs;
     __atomic_store_n(&R->bump, (uint16_t)(R->bump + 1), __ATOMIC_RELAXED);
   } else {
@@ -1239,8 +1265,7 @@ static int run_put(mm_heap_t *h, uint64_t b, uint64_t r, int c) {
   uint64_t *w = AT(h, b);
   int rc;
   if (R->nfree >= R->nblocks) return MM_ECORRUPT;
-  if ((rc = logw(h, w, 16))) return rc;
-  if ((rc = logw(h, R, RUN_HDR))) return rc;
+  if ((rc = logw2(h, w, 16, R, RUN_HDR))) return rc;
   w[0] = R->free_head;
   w[1] = h->S->free_key ^ b;
   R->free_head = b;
