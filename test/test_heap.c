@@ -437,6 +437,97 @@ TEST(heap_durable_commit_that_cannot_sync_is_rolled_back) {
   ASSERT_OK(mm_heap_close(h));
 }
 
+/* The one-sync commit (a transaction that only changed declared ranges):
+ * if its sync fails, the record is voided and the transaction rolled
+ * back, in memory and for whoever opens the heap next. */
+TEST(heap_durable_one_sync_commit_that_cannot_sync_is_rolled_back) {
+  mm_heap_t *h = make("h", NULL);
+  uint64_t a;
+  ASSERT_OK(mm_heap_alloc(h, 64, &a));
+  memset(mm_heap_ptr(h, a), 7, 64);
+  ASSERT_OK(mm_heap_sync(h)); /* no allocation of this thread pending */
+  mm_heap_tx_opts_t d = {.flags = MM_HEAP_TX_DURABLE};
+  ASSERT_OK(mm_heap_tx_begin(h, &d));
+  ASSERT_OK(mm_heap_tx_add(h, a, 64));
+  memset(mm_heap_ptr(h, a), 8, 64);
+  nsync = 0;
+  mm__sys_trace(count_sync, NULL);
+  mm__fault_set(MM_SYS_MSYNC, 1, EIO, 0);
+  ASSERT_RC(mm_heap_tx_commit(h), -EIO);
+  mm__fault_clear();
+  mm__sys_trace(NULL, NULL);
+  ASSERT_EQ(nsync, 2); /* the failed commit sync, then the rollback's */
+  ASSERT_EQ(((unsigned char *)mm_heap_ptr(h, a))[63], 7);
+  ASSERT(!mm_heap_tx_active(h));
+  assert_clean(h);
+  ASSERT_OK(mm_heap_close(h));
+  ASSERT_OK(mm_heap_open(&h, mm_test_path("h"), NULL));
+  ASSERT_EQ(((unsigned char *)mm_heap_ptr(h, a))[0], 7);
+  /* And the next one commits. */
+  ASSERT_OK(mm_heap_tx_begin(h, &d));
+  ASSERT_OK(mm_heap_tx_add(h, a, 64));
+  memset(mm_heap_ptr(h, a), 9, 64);
+  ASSERT_OK(mm_heap_tx_commit(h));
+  assert_clean(h);
+  ASSERT_OK(mm_heap_close(h));
+}
+
+/* A process killed right after its one-sync commit's sync, before the log
+ * is emptied: the commit record is whole, so the next opener redoes the
+ * transaction (all of it: both ranges) instead of undoing it. Killed at
+ * tx_add's sync instead, before the write, the next opener undoes it. */
+static int kill_at_msync_n, kill_msync_seen;
+static void kill_at_msync(void *arg, void *addr, size_t len, int flags, int result) {
+  (void)arg, (void)addr, (void)len, (void)flags, (void)result;
+  if (++kill_msync_seen == kill_at_msync_n) raise(SIGKILL);
+}
+
+static void durable_crash_child(uint64_t a, uint64_t b, int at) {
+  mm_heap_t *c;
+  if (mm_heap_open(&c, mm_test_path("h"), NULL)) _exit(2);
+  if (mm_heap_sync(c)) _exit(7); /* this thread owes no data sync */
+  mm_heap_tx_opts_t d = {.flags = MM_HEAP_TX_DURABLE};
+  if (mm_heap_tx_begin(c, &d)) _exit(3);
+  kill_at_msync_n = at;
+  mm__sys_msync_hook(kill_at_msync, NULL);
+  if (mm_heap_tx_add(c, a, 64)) _exit(4);
+  memset(mm_heap_ptr(c, a), 0x11, 64);
+  if (mm_heap_tx_add(c, b, 64)) _exit(5);
+  memset(mm_heap_ptr(c, b), 0x22, 64);
+  if (mm_heap_tx_commit(c)) _exit(6);
+  _exit(8);
+}
+
+TEST(heap_durable_crash_in_commit_sync_redoes_and_in_tx_add_undoes) {
+  for (int at = 1; at <= 3; at++) {
+    mm_heap_t *h = make("h", NULL);
+    uint64_t a, b;
+    ASSERT_OK(mm_heap_alloc(h, 64, &a));
+    ASSERT_OK(mm_heap_alloc(h, 64, &b));
+    memset(mm_heap_ptr(h, a), 1, 64);
+    memset(mm_heap_ptr(h, b), 2, 64);
+    ASSERT_OK(mm_heap_close(h));
+    pid_t pid = fork();
+    if (pid == 0) durable_crash_child(a, b, at);
+    int st;
+    waitpid(pid, &st, 0);
+    ASSERT(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
+    ASSERT_OK(mm_heap_open(&h, mm_test_path("h"), NULL));
+    const unsigned char *pa = mm_heap_ptr(h, a), *pb = mm_heap_ptr(h, b);
+    /* msync 1: the first tx_add's, 2: the second's (the first write was
+     * made: undone), 3: the commit's (redone). */
+    unsigned char wa = at == 3 ? 0x11 : 1, wb = at == 3 ? 0x22 : 2;
+    for (int i = 0; i < 64; i++) {
+      if (pa[i] != wa || pb[i] != wb)
+        FAIL("killed at msync %d: a[%d] = %#x, b[%d] = %#x; want %#x, %#x", at, i, pa[i],
+             i, pb[i], wa, wb);
+    }
+    assert_clean(h);
+    ASSERT_OK(mm_heap_close(h));
+    ASSERT_EQ(unlink(mm_test_path("h")), 0);
+  }
+}
+
 TEST(heap_full_disk_is_an_error_from_alloc_and_loses_nothing) {
   mm_heap_t *h = make("h", NULL);
   mm_heap_info_t in;
