@@ -560,29 +560,31 @@ static long log_parse(mm_heap_t *h, uint64_t limit, uint32_t **pos,
   return (long)n;
 }
 
-/* Undo every entry at or after `keep` (an entry boundary) in [keep, limit),
- * newest first, then cut the log back to `keep`. A durable log then syncs
- * what it restored: the entries past `keep` are about to be overwritten or
- * dropped, and the disk must not keep a change that no record can undo. */
-static int rollback_range(mm_heap_t *h, uint64_t keep, uint64_t limit) {
-  uint32_t *pos;
-  uint64_t end, commit;
-  long n = log_parse(h, limit, &pos, &end, &commit);
-  if (n < 0) return (int)n;
+/* Copy back the old bytes of the entries at pos[0..n) that start at or
+ * after `keep`, newest first. */
+static void undo(mm_heap_t *h, const uint32_t *pos, long n, uint64_t keep) {
   for (long i = n - 1; i >= 0 && pos[i] >= keep; i--) {
     const struct logent *e = (const struct logent *)(h->logdata + pos[i]);
     if (e->type == ENT_RANGE) memcpy(AT(h, e->off), e + 1, e->len);
   }
+}
+
+/* Undo every entry at or after `keep` (an entry boundary), newest first,
+ * then cut the log back to `keep`. A durable log then syncs what it
+ * restored: the entries past `keep` are about to be overwritten or
+ * dropped, and the disk must not keep a change that no record can undo. */
+static int rollback_to(mm_heap_t *h, uint64_t keep) {
+  uint32_t *pos;
+  uint64_t end, commit;
+  long n = log_parse(h, h->L->used, &pos, &end, &commit);
+  if (n < 0) return (int)n;
+  undo(h, pos, n, keep);
   free(pos);
   int rc = 0;
   if (h->op_sync) rc = mm__sys_msync(h->base, (size_t)heap_size(h), MS_SYNC);
   __atomic_store_n(&h->L->used, keep, __ATOMIC_RELEASE);
   h->nrecent = 0;
   return rc;
-}
-
-static int rollback_to(mm_heap_t *h, uint64_t keep) {
-  return rollback_range(h, keep, h->L->used);
 }
 
 /* Redo a commit record: write every image back (recovery). */
@@ -624,8 +626,9 @@ static int recover(mm_heap_t *h) {
   uint64_t end, commit;
   long n = log_parse(h, h->log_cap, &pos, &end, &commit);
   if (n >= 0) {
+    if (commit != UINT64_MAX) rc = redo(h, commit);
+    else undo(h, pos, n, 0);
     free(pos);
-    rc = commit != UINT64_MAX ? redo(h, commit) : rollback_range(h, 0, h->log_cap);
   } else {
     rc = (int)n;
   }
