@@ -116,12 +116,14 @@ struct loghdr {
   uint64_t magic;
   uint64_t seq;    /* +1 at every begin */
   uint64_t used;   /* bytes of entries; published last */
-  uint64_t flags;  /* LOG_DURABLE */
-  /* In the first area's header only (shared, not needed on disk): */
-  uint64_t live;   /* a durable commit whose record the headers on disk
-                      may still name (0: none); see log_begin */
-  uint64_t live_area;
-  uint64_t reserved[2];
+  uint64_t flags;  /* LOG_DURABLE: a durable operation wrote this log */
+  uint64_t applied; /* [0, applied) ends in a commit record and all of it
+                       is in memory, in boot `boot` (a shared hint: on
+                       disk it may be ahead of the data) */
+  uint64_t boot;    /* mm__sys_boot_id() of whoever set `applied` */
+  uint64_t ckpt;    /* [0, ckpt) ends in a commit record whose data is on
+                       disk: recovery after a power loss starts there */
+  uint64_t reserved;
 };
 _Static_assert(sizeof(struct loghdr) == 64, "log header layout");
 #define LOG_DURABLE 1u
@@ -292,6 +294,11 @@ struct mm_heap {
   int committing;      /* tx_commit is applying the deferred frees */
   uint64_t recent_off[8], recent_len[8]; /* ranges logged since begin */
   unsigned nrecent;
+  uint64_t tail;       /* where this operation's (transaction's) entries
+                          start: the log's commit records are before it */
+  uint64_t boot;       /* mm__sys_boot_id() at open; 0: unknown */
+  unsigned char *wbuf; /* a durable transaction's tx_writes: struct img */
+  size_t wlen, wcap;   /* and bytes, as in a commit record */
 };
 
 static _Atomic uint64_t heap_uid_next = 1;
@@ -369,16 +376,19 @@ static int sync_range(mm_heap_t *h, uint64_t off, uint64_t len) {
 }
 
 /* The log is two areas of log_size / 2 bytes, each a header and entries;
- * the current log is the one whose header has the greater seq. A durable
- * commit leaves its record (struct img images) in its area; later logs
- * write the other one, so that record stays whole for as long as the
- * headers on disk may still name it (see log_begin). */
+ * the current log is the one whose header has the greater seq. New logs
+ * start in the first area (the second is read, for files that used it).
+ *
+ * A log is a sequence of groups, each some undo entries (ENT_RANGE,
+ * ENT_FREE) ending in a commit record (ENT_COMMIT: the new contents of
+ * the group's ranges and its tx_writes), then the tail: the entries of the
+ * operation under way, if any. The groups are committed work whose data
+ * may not be on disk yet: after a power loss recovery writes every record
+ * again, in order, from `ckpt`; after a process crash (same boot, so the
+ * page cache holds everything) only those from `applied`. A checkpoint
+ * syncs the data, then the emptied header. */
 static struct loghdr *log_hdr(const mm_heap_t *h, unsigned area) {
   return (struct loghdr *)(h->base + LOG_OFF + area * (h->log_size / 2));
-}
-
-static inline unsigned log_area_of(const mm_heap_t *h, const struct loghdr *L) {
-  return L != log_hdr(h, 0);
 }
 
 /* Point h->L and h->logdata at the current log (the lock is held, or the
@@ -393,24 +403,62 @@ static inline uint64_t ent_size(const struct logent *e) {
   return sizeof *e + (e->type == ENT_FREE ? 0 : align8(e->len));
 }
 
-/* Start a log (the lock is held and the log is empty). While the header
- * on disk may still name the last durable commit (`live`: nothing has
- * synced the header since), its record must stay whole, or a power loss
- * could find that header over a half-overwritten record and undo a
- * committed transaction: so a new log takes the other area. */
-static void log_begin(mm_heap_t *h, int durable) {
-  struct loghdr *L0 = log_hdr(h, 0), *L = log_hdr(h, L0->live ? !(L0->live_area & 1) : 0);
-  uint64_t seq = h->L->seq + 1;
-  /* Empty first, the seq last: the seq is what makes it the current log. */
-  __atomic_store_n(&L->used, 0, __ATOMIC_RELAXED);
-  L->flags = durable ? LOG_DURABLE : 0;
-  L->magic = LOG_MAGIC;
-  __atomic_store_n(&L->seq, seq, __ATOMIC_RELEASE);
-  h->L = L;
-  h->logdata = (unsigned char *)(L + 1);
+/* Does the log hold only finished groups that are all in memory? Then a
+ * free lock with a non-empty log is normal (lock held). */
+static inline int log_settled(const mm_heap_t *h, const struct loghdr *L) {
+  uint64_t used = __atomic_load_n(&L->used, __ATOMIC_ACQUIRE);
+  return used == 0 || (h->boot && L->boot == h->boot && L->applied == used);
+}
+
+/* Sync the whole heap, then empty the log (lock held, no tail). */
+static int checkpoint(mm_heap_t *h) {
+  struct loghdr *L = h->L;
+  uint64_t used = L->used;
+  int rc = mm__sys_msync(h->base, (size_t)heap_size(h), MS_SYNC);
+  if (rc) return rc;
+  __atomic_store_n(&L->used, 0, __ATOMIC_RELEASE);
+  rc = sync_range(h, OFF(h, L), sizeof *L);
+  if (rc) {
+    __atomic_store_n(&L->used, used, __ATOMIC_RELEASE); /* keep the groups */
+    return rc;
+  }
+  L->applied = L->ckpt = 0;
+  return 0;
+}
+
+/* Start an operation or a transaction (the lock is held, no tail). An
+ * empty log starts afresh with the next seq; one holding groups is
+ * appended to, after a checkpoint if it is over a quarter full (so an
+ * operation always has three quarters of it). */
+static int log_begin(mm_heap_t *h, int durable) {
+  struct loghdr *L = h->L;
+  if (L->used > h->log_cap / 4) {
+    int rc = checkpoint(h);
+    if (rc) return rc;
+  }
+  if (L->used == 0) {
+    uint64_t seq = L->seq + 1;
+    L = log_hdr(h, 0);
+    /* Empty first, the seq last: the seq is what makes it the current log. */
+    __atomic_store_n(&L->used, 0, __ATOMIC_RELAXED);
+    L->flags = durable ? LOG_DURABLE : 0;
+    L->applied = L->ckpt = 0;
+    L->boot = h->boot;
+    L->magic = LOG_MAGIC;
+    __atomic_store_n(&L->seq, seq, __ATOMIC_RELEASE);
+    h->L = L;
+    h->logdata = (unsigned char *)(L + 1);
+    struct loghdr *B = log_hdr(h, 1); /* older files used the second area */
+    if (B->used) __atomic_store_n(&B->used, 0, __ATOMIC_RELEASE);
+  } else if (durable) {
+    L->flags |= LOG_DURABLE;
+  }
+  h->tail = L->used;
   h->op_sync = durable;
   h->log_raw = 0;
   h->nrecent = 0;
+  h->wlen = 0;
+  return 0;
 }
 
 static uint32_t ent_crc(const struct logent *e, const void *data) {
@@ -434,13 +482,11 @@ static int ent_ok(const mm_heap_t *h, const struct logent *e) {
          ent_crc(e, e + 1) == e->crc;
 }
 
-/* Sync the header and the entries in [0, end). When it returns, the disk's
- * header names this log, so no older commit record is live any more. */
+/* Sync the header and the entries in [0, end): every durable sync of the
+ * log writes the header too, so the disk's `used` covers what it wrote. */
 static int log_sync(mm_heap_t *h, uint64_t end) {
   uint64_t lo = OFF(h, h->L), hi = (uint64_t)(h->logdata - h->base) + end;
-  int rc = sync_range(h, lo, hi - lo);
-  if (rc == 0) log_hdr(h, 0)->live = 0;
-  return rc;
+  return sync_range(h, lo, hi - lo);
 }
 
 static int log_append(mm_heap_t *h, uint64_t off, uint32_t len, int type) {
@@ -525,26 +571,19 @@ static int ent_target_ok(const mm_heap_t *h, uint64_t off, uint64_t len) {
 }
 
 /* Parse this log's entries in [0, limit): positions of the valid prefix,
- * which ends at the first entry that is torn, of another log, or a commit
- * record. Returns the count (>= 0) or a negative error; *end gets the end
- * of the prefix and *commit the position of a commit record that ends it
- * (UINT64_MAX if none). */
+ * which ends at the first entry that is torn or of another log. Returns
+ * the count (>= 0) or a negative error; *end gets the end of the prefix. */
 static long log_parse(mm_heap_t *h, uint64_t limit, uint32_t **pos,
-                      uint64_t *end, uint64_t *commit) {
+                      uint64_t *end) {
   size_t cap = 64, n = 0;
   uint32_t *v = malloc(cap * sizeof *v);
   if (!v) return -ENOMEM;
   uint64_t at = 0;
-  *commit = UINT64_MAX;
   while (at + sizeof(struct logent) <= limit) {
     const struct logent *e = (const struct logent *)(h->logdata + at);
     if (e->type != ENT_RANGE && e->type != ENT_FREE && e->type != ENT_COMMIT) break;
     uint64_t sz = ent_size(e);
     if (sz > limit - at || !ent_ok(h, e)) break;
-    if (e->type == ENT_COMMIT) {
-      *commit = at;
-      break;
-    }
     if (e->type == ENT_RANGE && !ent_target_ok(h, e->off, e->len)) break;
     if (n == cap) {
       uint32_t *nv = realloc(v, 2 * cap * sizeof *v);
@@ -569,14 +608,14 @@ static void undo(mm_heap_t *h, const uint32_t *pos, long n, uint64_t keep) {
   }
 }
 
-/* Undo every entry at or after `keep` (an entry boundary), newest first,
- * then cut the log back to `keep`. A durable log then syncs what it
- * restored: the entries past `keep` are about to be overwritten or
+/* Undo every entry at or after `keep` (an entry boundary in the tail),
+ * newest first, then cut the log back to `keep`. A durable log then syncs
+ * what it restored: the entries past `keep` are about to be overwritten or
  * dropped, and the disk must not keep a change that no record can undo. */
 static int rollback_to(mm_heap_t *h, uint64_t keep) {
   uint32_t *pos;
-  uint64_t end, commit;
-  long n = log_parse(h, h->L->used, &pos, &end, &commit);
+  uint64_t end;
+  long n = log_parse(h, h->L->used, &pos, &end);
   if (n < 0) return (int)n;
   undo(h, pos, n, keep);
   free(pos);
@@ -587,10 +626,9 @@ static int rollback_to(mm_heap_t *h, uint64_t keep) {
   return rc;
 }
 
-/* Redo a commit record: write every image back (recovery). */
-static int redo(mm_heap_t *h, uint64_t at) {
-  const struct logent *e = (const struct logent *)(h->logdata + at);
-  const unsigned char *p = (const unsigned char *)(e + 1), *q = p + e->len;
+/* Write images (struct img, bytes padded to 8) in [p, p+n) into the heap. */
+static int apply_images(mm_heap_t *h, const unsigned char *p, uint64_t n) {
+  const unsigned char *q = p + n;
   while (p < q) {
     struct img im;
     if ((size_t)(q - p) < sizeof im) return MM_ECORRUPT;
@@ -604,17 +642,25 @@ static int redo(mm_heap_t *h, uint64_t at) {
   return 0;
 }
 
+/* Redo a commit record (recovery). */
+static int redo(mm_heap_t *h, uint64_t at) {
+  const struct logent *e = (const struct logent *)(h->logdata + at);
+  return apply_images(h, (const unsigned char *)(e + 1), e->len);
+}
+
 /* Bring the heap back to a consistent state after a holder died, at the
- * first open, or after a power loss: a log that ends in a commit record
- * is redone (the commit's sync may have been cut short), any other is
- * undone. A log that is empty is a finished one. */
+ * first open, or after a power loss: write the groups' records again (from
+ * `applied` in the same boot, else from `ckpt`), undo the tail, newest
+ * first. A log that is empty, or settled, needs nothing. Recovery that
+ * wrote anything durable-worthy ends in a checkpoint. */
 static int recover(mm_heap_t *h) {
   if (log_hdr(h, 0)->magic != LOG_MAGIC) return MM_ECORRUPT;
   log_pick(h);
   struct loghdr *L = h->L;
   uint64_t used = L->used;
-  if (used == 0) return 0;
+  if (log_settled(h, L)) return 0;
   if (used > h->log_cap || used % 8) return MM_ECORRUPT;
+  int same = h->boot && L->boot == h->boot;
   h->op_sync = 0; /* synced below, once */
   struct stat st;
   int rc = mm__sys_fstat(h->fd, &st);
@@ -623,36 +669,58 @@ static int recover(mm_heap_t *h) {
   h->log_bound = fsize < h->map_len ? fsize : h->map_len;
   if (h->log_bound <= SUPER_OFF) h->log_bound = SUPER_OFF; /* nothing fits */
   uint32_t *pos;
-  uint64_t end, commit;
-  long n = log_parse(h, h->log_cap, &pos, &end, &commit);
+  uint64_t end, last = 0;
+  long n = log_parse(h, used, &pos, &end);
+  int replayed = 0;
   if (n >= 0) {
-    if (commit != UINT64_MAX) rc = redo(h, commit);
-    else undo(h, pos, n, 0);
+    /* Where to start: a group boundary, else the beginning. */
+    uint64_t want = same ? L->applied : L->ckpt, from = 0;
+    for (long i = 0; i < n; i++) {
+      const struct logent *e = (const struct logent *)(h->logdata + pos[i]);
+      if (e->type != ENT_COMMIT) continue;
+      last = pos[i] + ent_size(e);
+      if (last == want) from = want;
+    }
+    if (same && from != want && L->ckpt) {
+      for (long i = 0; i < n; i++) {
+        const struct logent *e = (const struct logent *)(h->logdata + pos[i]);
+        if (e->type == ENT_COMMIT && pos[i] + ent_size(e) == L->ckpt) from = L->ckpt;
+      }
+    }
+    for (long i = 0; rc == 0 && i < n; i++) {
+      const struct logent *e = (const struct logent *)(h->logdata + pos[i]);
+      if (e->type == ENT_COMMIT && pos[i] >= from) {
+        rc = redo(h, pos[i]);
+        replayed = 1;
+      }
+    }
+    if (rc == 0) undo(h, pos, n, last);
     free(pos);
   } else {
     rc = (int)n;
   }
   h->log_bound = 0;
   if (rc) return rc;
-  __atomic_store_n(&L->used, 0, __ATOMIC_RELEASE);
   /* What the log restored must still describe a heap inside the file. */
   uint64_t hs = heap_size(h), nc = (hs - h->data_off) >> h->cshift;
   if (hs < h->data_off + h->chunk || hs > h->max_size ||
       hs != h->data_off + (nc << h->cshift))
     return MM_ECORRUPT;
   if (fsize < hs) return MM_ETRUNCATED;
-  if ((L->flags & LOG_DURABLE) || commit != UINT64_MAX) {
-    rc = mm__sys_msync(h->base, (size_t)hs, MS_SYNC);
-    if (rc == 0) log_hdr(h, 0)->live = 0;
-  }
-  return rc;
+  if (!same || replayed || (L->flags & LOG_DURABLE)) return checkpoint(h);
+  /* A process crash in a log of process-crash operations: drop the tail. */
+  __atomic_store_n(&L->used, last, __ATOMIC_RELEASE);
+  L->applied = last;
+  L->boot = h->boot;
+  return 0;
 }
 
-/* Append the commit record: the new contents of every logged range. */
-static int log_commit_record(mm_heap_t *h, uint64_t *at) {
+/* Append a commit record: the new contents of every range logged at or
+ * after `from`, then the transaction's tx_writes. *at gets its position. */
+static int log_commit_record(mm_heap_t *h, uint64_t from, uint64_t *at) {
   struct loghdr *L = h->L;
-  uint64_t used = L->used, need = 0;
-  for (uint64_t a = 0; a < used;) {
+  uint64_t used = L->used, need = h->wlen;
+  for (uint64_t a = from; a < used;) {
     const struct logent *e = (const struct logent *)(h->logdata + a);
     if (e->type == ENT_RANGE) need += sizeof(struct img) + align8(e->len);
     a += ent_size(e);
@@ -661,7 +729,7 @@ static int log_commit_record(mm_heap_t *h, uint64_t *at) {
     return MM_EFULL;
   struct logent *c = (struct logent *)(h->logdata + used);
   unsigned char *p = (unsigned char *)(c + 1);
-  for (uint64_t a = 0; a < used;) {
+  for (uint64_t a = from; a < used;) {
     const struct logent *e = (const struct logent *)(h->logdata + a);
     if (e->type == ENT_RANGE) {
       struct img im = {e->off, e->len};
@@ -672,6 +740,7 @@ static int log_commit_record(mm_heap_t *h, uint64_t *at) {
     }
     a += ent_size(e);
   }
+  if (h->wlen) memcpy(p, h->wbuf, h->wlen);
   c->off = 0;
   c->len = (uint32_t)need;
   c->type = ENT_COMMIT;
@@ -681,54 +750,78 @@ static int log_commit_record(mm_heap_t *h, uint64_t *at) {
   return 0;
 }
 
-/* Make the current log's changes permanent (lock held). Clearing the log
- * is the commit point. Durable, two ways:
- * - A log whose every write is logged (a transaction that only changed
- *   declared ranges, with no allocation, free or name change, after no
- *   such operation outside a transaction since the last full sync): a
- *   commit record with the new contents of every logged range goes after
- *   the undo records, and one sync writes it with the data. From then on
- *   recovery redoes the transaction instead of undoing it, so a sync cut
- *   short anywhere leaves the whole transaction or none. The record stays
- *   `live` until a later sync of a header names another log.
- * - Any other log, or one too big for a record: the allocator wrote fresh
- *   memory (a new run, a new object the caller filled) that no record
- *   holds, and a record on disk without those bytes would be a heap that
- *   points at garbage. So the data is synced first, then the emptied
- *   header: two syncs. */
+/* Turn a durable transaction's tx_writes into in-place writes: log their
+ * old contents (synced once), then write them. */
+static int wal_materialize(mm_heap_t *h) {
+  const unsigned char *p = h->wbuf, *q = p + h->wlen;
+  log_defer_begin(h);
+  int rc = 0;
+  while (rc == 0 && p < q) {
+    struct img im;
+    memcpy(&im, p, sizeof im);
+    p += sizeof im;
+    rc = logw(h, AT(h, im.off), im.len);
+    p += align8(im.len);
+  }
+  rc = log_defer_end(h, rc);
+  if (rc == 0) rc = apply_images(h, h->wbuf, h->wlen);
+  if (rc == 0) h->wlen = 0;
+  return rc;
+}
+
+/* Make the current operation permanent (lock held).
+ * - Not durable, in an empty log: drop the tail; nothing to sync.
+ * - Not durable, after groups: the tail becomes a group (a record, not
+ *   synced), so that recovery after a power loss, which writes the earlier
+ *   records again, writes this one after them.
+ * - Durable, every change logged (no allocation, free or name change in
+ *   it, none by this thread outside a transaction since its last
+ *   checkpoint): the record, then one sync of the log; the tx_writes are
+ *   applied after it. The record is the commit point: recovery writes it
+ *   again when the data may not be on disk.
+ * - Any other durable operation, or a record that does not fit: the
+ *   allocator wrote fresh memory (a new run, a new object the caller
+ *   filled) that no record holds, so the data is synced first, then the
+ *   emptied header (a checkpoint): two syncs. */
 static int log_commit(mm_heap_t *h) {
   struct loghdr *L = h->L;
-  uint64_t used = L->used;
-  if (h->op_sync && used) {
-    uint64_t at;
-    struct loghdr *L0 = log_hdr(h, 0);
-    int raw = h->log_raw || (tls_raw & raw_bit(h));
-    int rc = raw ? MM_EFULL : log_commit_record(h, &at);
-    if (rc == 0) {
-      rc = mm__sys_msync(h->base, (size_t)heap_size(h), MS_SYNC);
-      if (rc) {
-        /* Not committed: the record must never be redone. */
-        ((struct logent *)(h->logdata + at))->type = 0;
-        __atomic_store_n(&L->used, used, __ATOMIC_RELEASE);
-        return rc; /* the caller rolls back */
-      }
-      L0->live_area = log_area_of(h, L);
-      L0->live = L->seq;
-    } else if (rc == MM_EFULL) {
-      if ((rc = mm__sys_msync(h->base, (size_t)heap_size(h), MS_SYNC))) return rc;
+  uint64_t used = L->used, tail = h->tail, at;
+  int rc;
+  if (used == tail && h->wlen == 0) return 0;
+  if (!h->op_sync) {
+    if (tail == 0) {
       __atomic_store_n(&L->used, 0, __ATOMIC_RELEASE);
-      rc = sync_range(h, OFF(h, L), sizeof *L);
-      if (rc) {
-        __atomic_store_n(&L->used, used, __ATOMIC_RELEASE); /* roll back */
-        return rc;
-      }
-      L0->live = 0;
-      tls_raw &= ~raw_bit(h);
-    } else {
-      return rc;
+      h->nrecent = 0;
+      return 0;
     }
+    rc = log_commit_record(h, tail, &at);
+    if (rc == 0) {
+      L->boot = h->boot;
+      L->applied = L->used;
+      return 0;
+    }
+    return rc == MM_EFULL ? checkpoint(h) : rc;
   }
-  __atomic_store_n(&L->used, 0, __ATOMIC_RELEASE);
+  int raw = h->log_raw || (tls_raw & raw_bit(h)) || !h->boot;
+  rc = raw ? MM_EFULL : log_commit_record(h, tail, &at);
+  if (rc == 0) {
+    rc = log_sync(h, L->used);
+    if (rc) {
+      /* Not committed: the record must never be redone. */
+      ((struct logent *)(h->logdata + at))->type = 0;
+      __atomic_store_n(&L->used, at, __ATOMIC_RELEASE);
+      return rc; /* the caller rolls back */
+    }
+    if (h->wlen) (void)apply_images(h, h->wbuf, h->wlen); /* checked when staged */
+    h->wlen = 0;
+    L->boot = h->boot;
+    L->applied = L->used;
+    return 0;
+  }
+  if (rc != MM_EFULL) return rc;
+  if (h->wlen && (rc = wal_materialize(h))) return rc;
+  if ((rc = checkpoint(h))) return rc;
+  tls_raw &= ~raw_bit(h);
   h->nrecent = 0;
   return 0;
 }
@@ -761,8 +854,9 @@ static int glock(mm_heap_t *h, int timeout_ms) {
   if (rc == ENOTRECOVERABLE) return MM_ECORRUPT;
   if (rc) return -rc;
   log_pick(h);
-  if (__atomic_load_n(&h->L->used, __ATOMIC_ACQUIRE) != 0) {
-    /* A free lock with a log in it: only a corrupt file does that. */
+  if (!log_settled(h, h->L)) {
+    /* A free lock with a tail in the log, or groups from another boot:
+     * a corrupt file, or a heap copied or not reopened since a reboot. */
     int r = recover(h);
     if (r) { pthread_mutex_unlock(m); return r; }
   }
@@ -784,8 +878,8 @@ static int op_begin(mm_heap_t *h, struct op *op) {
   op->nested = 0;
   int rc = glock(h, h->timeout_ms);
   if (rc) return rc;
-  log_begin(h, h->durable);
-  return 0;
+  if ((rc = log_begin(h, h->durable))) gunlock(h);
+  return rc;
 }
 
 /* An operation that allocates, frees or fills fresh memory: its commit (or
@@ -802,7 +896,7 @@ static int op_end(mm_heap_t *h, struct op *op, int rc) {
     return rc;
   }
   if (rc == 0) rc = log_commit(h);
-  if (rc) (void)rollback_to(h, 0);
+  if (rc) (void)rollback_to(h, h->tail);
   gunlock(h);
   return rc;
 }
@@ -1717,6 +1811,7 @@ static void heap_free_handle(mm_heap_t *h) {
   if (h->base) (void)mm__sys_munmap(h->base, h->map_len);
   if (h->fd >= 0) (void)mm__sys_close(h->fd);
   pthread_mutex_destroy(&h->tlock);
+  free(h->wbuf);
   free(h);
 }
 
@@ -1737,6 +1832,7 @@ int mm_heap_open(mm_heap_t **out, const char *path, const mm_heap_opts_t *opts) 
   h->fd = -1;
   pthread_mutex_init(&h->tlock, NULL);
   h->page_size = mm__page_size();
+  h->boot = mm__sys_boot_id();
   h->timeout_ms = o->lock_timeout_ms > 0 ? o->lock_timeout_ms : 0;
   int created = 0, rc, fresh = 0;
   int fd = open_file(path, o, &created);
@@ -1793,6 +1889,22 @@ fail:
   return rc;
 }
 
+/* Is there anything in either log header (a peek without the lock)? */
+static int log_nonempty(const mm_heap_t *h) {
+  return __atomic_load_n(&log_hdr(h, 0)->used, __ATOMIC_ACQUIRE) ||
+         __atomic_load_n(&log_hdr(h, 1)->used, __ATOMIC_ACQUIRE);
+}
+
+/* Checkpoint a log that holds groups (takes the lock). */
+static int checkpoint_locked(mm_heap_t *h) {
+  int rc = glock(h, h->timeout_ms);
+  if (rc) return rc;
+  rc = h->L->used ? checkpoint(h)
+                  : mm__sys_msync(h->base, (size_t)heap_size(h), MS_SYNC);
+  gunlock(h);
+  return rc;
+}
+
 int mm_heap_close(mm_heap_t *h) {
   if (!h) return 0;
   int rc = 0;
@@ -1805,6 +1917,12 @@ int mm_heap_close(mm_heap_t *h) {
     if (k < 0) continue;
     int r = slot_drain(h, k, 0, 0);
     if (r == 0) (void)ofd_lock(h->fd, F_UNLCK, LOCK_SLOT(k), 0);
+    if (!rc) rc = r;
+  }
+  if (log_nonempty(h)) {
+    /* Leave no records behind: a later boot, or a copy of the file, would
+     * write them over whatever changed after them. */
+    int r = checkpoint_locked(h);
     if (!rc) rc = r;
   }
   (void)ofd_lock(h->fd, F_UNLCK, LOCK_OPEN, 0);
@@ -1891,7 +2009,7 @@ int mm_heap_zalloc(mm_heap_t *h, uint64_t size, uint64_t *off) {
 
 /* A free inside a transaction: checked now, done at commit. */
 static int tx_defer_free(mm_heap_t *h, uint64_t off) {
-  uint64_t used = h->L->used, at = 0;
+  uint64_t used = h->L->used, at = h->tail;
   while (at + sizeof(struct logent) <= used) {
     const struct logent *e = (const struct logent *)(h->logdata + at);
     if (e->type == ENT_FREE && e->off == off) return -EINVAL; /* twice */
@@ -2265,7 +2383,10 @@ int mm_heap_tx_begin(mm_heap_t *h, const mm_heap_tx_opts_t *opts) {
   if (rc) return rc;
   int durable = (flags & MM_HEAP_TX_DURABLE) ||
                 (h->durable && !(flags & MM_HEAP_TX_NOSYNC));
-  log_begin(h, durable);
+  if ((rc = log_begin(h, durable))) {
+    gunlock(h);
+    return rc;
+  }
   atomic_store(&h->tx_tid, my_tid());
   return 0;
 }
@@ -2282,7 +2403,39 @@ int mm_heap_tx_add_ptr(mm_heap_t *h, const void *p, uint64_t len) {
   return mm_heap_tx_add(h, OFF(h, p), len);
 }
 
+int mm_heap_tx_write(mm_heap_t *h, uint64_t off, const void *src, uint64_t len) {
+  if (!h || !in_my_tx(h)) return -EINVAL;
+  if (len == 0) return 0;
+  if (!src || !in_data(h, off, len)) return -EINVAL;
+  if (!h->op_sync) {
+    int rc = logw(h, AT(h, off), len);
+    if (rc == 0) memmove(AT(h, off), src, (size_t)len);
+    return rc;
+  }
+  /* Durable: staged as a commit record's image, written at commit. */
+  uint64_t need = sizeof(struct img) + align8(len);
+  if (len > UINT32_MAX || need > h->log_cap ||
+      h->wlen + need + sizeof(struct logent) > h->log_cap - h->L->used)
+    return MM_EFULL;
+  if (h->wlen + need > h->wcap) {
+    size_t cap = h->wcap ? h->wcap : 4096;
+    while (cap < h->wlen + need) cap *= 2;
+    unsigned char *nb = realloc(h->wbuf, cap);
+    if (!nb) return -ENOMEM;
+    h->wbuf = nb;
+    h->wcap = cap;
+  }
+  unsigned char *p = h->wbuf + h->wlen;
+  struct img im = {off, len};
+  memcpy(p, &im, sizeof im);
+  memcpy(p + sizeof im, src, (size_t)len);
+  memset(p + sizeof im + len, 0, (size_t)(align8(len) - len));
+  h->wlen += (size_t)need;
+  return 0;
+}
+
 static void tx_end(mm_heap_t *h) {
+  h->wlen = 0;
   atomic_store(&h->tx_tid, 0);
   gunlock(h);
 }
@@ -2290,13 +2443,13 @@ static void tx_end(mm_heap_t *h) {
 int mm_heap_tx_commit(mm_heap_t *h) {
   if (!h || !in_my_tx(h)) return -EINVAL;
   uint32_t *pos;
-  uint64_t end, commit;
-  long n = log_parse(h, h->L->used, &pos, &end, &commit);
+  uint64_t end;
+  long n = log_parse(h, h->L->used, &pos, &end);
   int rc = n < 0 ? (int)n : 0;
   h->committing = 1;
   for (long i = 0; rc == 0 && i < n; i++) {
     const struct logent *e = (const struct logent *)(h->logdata + pos[i]);
-    if (e->type != ENT_FREE) continue;
+    if (e->type != ENT_FREE || pos[i] < h->tail) continue;
     struct obj o;
     rc = classify(h, e->off, &o);
     if (rc == 0 && o.kind == OBJ_SMALL && marked_free(h, e->off)) rc = -EINVAL;
@@ -2305,14 +2458,14 @@ int mm_heap_tx_commit(mm_heap_t *h) {
   if (n >= 0) free(pos);
   h->committing = 0;
   if (rc == 0) rc = log_commit(h);
-  if (rc) (void)rollback_to(h, 0);
+  if (rc) (void)rollback_to(h, h->tail);
   tx_end(h);
   return rc;
 }
 
 int mm_heap_tx_abort(mm_heap_t *h) {
   if (!h || !in_my_tx(h)) return -EINVAL;
-  int rc = rollback_to(h, 0);
+  int rc = rollback_to(h, h->tail);
   tx_end(h);
   return rc;
 }
@@ -2322,7 +2475,20 @@ int mm_heap_tx_active(const mm_heap_t *h) { return h && in_my_tx(h); }
 int mm_heap_sync(mm_heap_t *h) {
   if (!h) return -EINVAL;
   uint64_t bit = raw_bit(h);
-  int rc = mm__sys_msync(h->base, (size_t)heap_size(h), MS_SYNC);
+  int rc;
+  if (in_my_tx(h)) {
+    /* The groups before this transaction are on disk with their data. */
+    rc = mm__sys_msync(h->base, (size_t)heap_size(h), MS_SYNC);
+    if (rc == 0 && h->tail) {
+      h->L->ckpt = h->tail;
+      rc = sync_range(h, OFF(h, h->L), sizeof *h->L);
+    }
+  } else if (log_nonempty(h)) {
+    rc = checkpoint_locked(h);
+  } else {
+    /* Records committed after this peek are newer than what we sync. */
+    rc = mm__sys_msync(h->base, (size_t)heap_size(h), MS_SYNC);
+  }
   if (rc == 0) tls_raw &= ~bit; /* what this thread wrote is on disk */
   return rc;
 }
@@ -2629,6 +2795,32 @@ static void walk_names(struct walk *w) {
 }
 
 /* Walk everything (lock held). */
+/* With the lock free the log is empty or holds finished groups only, all
+ * in memory: every entry valid, the last a commit record. */
+static void walk_log(struct walk *w) {
+  mm_heap_t *h = w->h;
+  struct loghdr *L = h->L;
+  uint64_t used = L->used;
+  if (used == 0) return;
+  if (used > h->log_cap || used % 8) {
+    finding(w, MM_ECORRUPT, OFF(h, L), "the log's length is impossible");
+    return;
+  }
+  if (!log_settled(h, L))
+    finding(w, MM_ECORRUPT, OFF(h, L),
+            "the log holds an unfinished operation with the lock free");
+  uint32_t *pos;
+  uint64_t end;
+  long n = log_parse(h, used, &pos, &end);
+  if (n < 0) return;
+  const struct logent *e =
+      n > 0 ? (const struct logent *)(h->logdata + pos[n - 1]) : NULL;
+  if (end != used || !e || e->type != ENT_COMMIT)
+    finding(w, MM_ECORRUPT, OFF(h, L) + sizeof *L + end,
+            "the log's groups do not parse to their end in a commit record");
+  free(pos);
+}
+
 static void walk_all(struct walk *w) {
   mm_heap_t *h = w->h;
   struct super *S = h->S;
@@ -2640,8 +2832,7 @@ static void walk_all(struct walk *w) {
     return;
   }
   log_pick(h);
-  if (h->L->used)
-    finding(w, MM_ECORRUPT, OFF(h, h->L), "the undo log is not empty with the lock free");
+  walk_log(w);
   if (S->root >= hs) finding(w, MM_ECORRUPT, SUPER_OFF, "root past the end of the heap");
   walk_slots(w);
   w->overhead += h->data_off;

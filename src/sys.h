@@ -113,4 +113,12 @@ typedef void (*mm__sys_msync_fn)(void *arg, void *addr, size_t len, int flags,
                                  int result);
 void mm__sys_msync_hook(mm__sys_msync_fn fn, void *arg);
 
+/* This boot's identity: a hash of /proc/sys/kernel/random/boot_id, never 0;
+ * 0 when it cannot be read (read once, then cached). A heap's recovery
+ * tells a process crash (same boot: the page cache is intact) from an OS
+ * crash or power loss by it. mm__sys_boot_id_set(x) makes it return x
+ * instead (a test simulating a reboot); 0 restores the real one. */
+uint64_t mm__sys_boot_id(void);
+void mm__sys_boot_id_set(uint64_t x);
+
 #endif /* MM_SYS_H */

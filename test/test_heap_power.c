@@ -400,6 +400,9 @@ static void checker_start(struct checker *c, const char *img) {
   if (pid < 0) FAIL("fork: %s", strerror(errno));
   if (pid == 0) {
     mm__sys_msync_hook(NULL, NULL);
+    /* An image is what a disk holds after a power loss: recovery must see
+     * another boot (the page cache it would trust is gone). */
+    mm__sys_boot_id_set(mm__sys_boot_id() ^ 0x5a5a5a5a5a5a5a5aull);
     close(q[1]), close(a[0]);
     struct creq rq;
     while (read_full(q[0], &rq, sizeof rq) == 0) {

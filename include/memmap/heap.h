@@ -52,20 +52,42 @@
  *   process-crash atomicity (the default): no msync at all; the page cache
  *     outlives a dead process, so the next process sees exactly the
  *     committed transactions. Survives kill -9, not an OS crash.
- *   power-loss durability: the undo record is synced to disk before
- *     tx_add returns (so before you can change the range), and commit
- *     returns once the transaction is on disk: after that it survives an
- *     OS crash or power loss. Each tx_add costs a sync. A commit costs one
- *     (a record of the declared ranges' new contents, synced with the
- *     data) when the transaction only changed declared ranges; two (the
- *     data, then the emptied log) when it allocated, freed or named
- *     something, or when the same thread did so outside a transaction
- *     since its last such commit or mm_heap_sync (it may be publishing an
- *     object it filled). Other bytes you changed without declaring them
- *     are not part of any transaction: a commit's sync puts them on disk,
- *     but a power loss during a one-sync commit may keep the transaction
- *     and not them. So an object another thread filled must be declared,
- *     or synced (mm_heap_sync), before a transaction publishes it.
+ *   power-loss durability: commit returns once the transaction is on
+ *     disk; after that it survives an OS crash or power loss. There are
+ *     two ways to change data in a durable transaction:
+ *     - mm_heap_tx_write (write-ahead): the bytes go into the
+ *       transaction's commit record and reach the heap at commit, after
+ *       the record is on disk. A transaction that only writes this way
+ *       costs one sync, of the record alone; the heap's pages reach the
+ *       disk later, at a checkpoint (see below).
+ *     - mm_heap_tx_add, then write in place: the undo record is synced
+ *       before tx_add returns (so before you can change the range), and
+ *       commit syncs a record of the ranges' new contents. Each tx_add
+ *       costs a sync, the commit one more.
+ *     Either commit costs two syncs instead (the data, then the log)
+ *     when the transaction allocated, freed or named something, or when
+ *     the same thread did so outside a transaction since its last such
+ *     commit or mm_heap_sync (it may be publishing an object it filled):
+ *     that commit is also a checkpoint. Other bytes you changed without
+ *     declaring them are not part of any transaction: a power loss may
+ *     keep the transaction and not them, and until the next checkpoint
+ *     recovery after a power loss may write a commit record's bytes over
+ *     them. So an object another thread filled must be declared, or
+ *     synced (mm_heap_sync), before a transaction publishes it.
+ *   Checkpoints. The records of durable commits stay in the log until the
+ *     heap's data is on disk: recovery after an OS crash or power loss
+ *     writes every record since the last checkpoint again, in order, and
+ *     a transaction that commits (durable or not) while the log holds
+ *     records leaves a record too, so that it is written again after
+ *     them. A checkpoint (two syncs: all the heap's dirty pages, then the
+ *     log's header) empties the log. It happens when a transaction or
+ *     operation begins with the log over a quarter full, at mm_heap_sync,
+ *     at mm_heap_close, and in recovery; so a transaction may use three
+ *     quarters of half of the log (opts.log_size).
+ *   Recovery tells a process crash (the page cache is intact: only a
+ *     commit cut short is written again) from an OS crash or power loss
+ *     by the boot ID (/proc/sys/kernel/random/boot_id). Where there is
+ *     none, durable commits always take the two-sync way.
  * In a heap created with MM_HEAP_DURABLE the metadata changes outside
  * transactions are durable too (each one costs syncs), and the per-thread
  * cache is off.
@@ -171,8 +193,13 @@ MM_API MM_NODISCARD int mm_heap_open(mm_heap_t **out, const char *path,
 
 /*
  * Close the handle: flush its per-thread caches back to the heap, unmap,
- * close the file. An open transaction is aborted first. Nothing is synced
- * (durable commits already were). mm_heap_close(NULL) returns 0.
+ * close the file. An open transaction is aborted first. When the log holds
+ * commit records, close checkpoints (two syncs; it takes the heap's lock,
+ * with the handle's timeout): a heap closed by every user has an empty
+ * log, so a copy of the file, or a later boot, never writes old records
+ * over newer data. Nothing else is synced (durable commits already were).
+ * A failed checkpoint is returned, but the handle is closed anyway.
+ * mm_heap_close(NULL) returns 0.
  * No other thread may use the handle during or after the call.
  */
 MM_API int mm_heap_close(mm_heap_t *h);
@@ -306,6 +333,24 @@ MM_API MM_NODISCARD int mm_heap_tx_add_ptr(mm_heap_t *h, const void *p,
                                            uint64_t len);
 
 /*
+ * Write len bytes from src at [off, off+len) as part of the transaction
+ * (the same ranges as tx_add are allowed; src may point into the heap).
+ * In a process-crash transaction this is tx_add, then memcpy: the bytes are
+ * in the heap when it returns. In a durable transaction the bytes are
+ * copied into the transaction's commit record and reach the heap at
+ * commit, after the record is on disk (write-ahead): until then reading
+ * the range shows its old contents; writes are applied in the order made,
+ * after the transaction's in-place changes, so the last write of a byte
+ * wins. A durable transaction that only writes this way commits with one
+ * sync, of the record. Abort or a crash before commit drops the writes.
+ * Errors: -EINVAL (no transaction on this thread; a range outside the
+ * heap's allocations area; src NULL with len > 0), MM_EFULL (the record
+ * would not fit in the log), -ENOMEM, -EIO (process-crash: as tx_add).
+ */
+MM_API MM_NODISCARD int mm_heap_tx_write(mm_heap_t *h, uint64_t off,
+                                         const void *src, uint64_t len);
+
+/*
  * Commit: apply the transaction's frees, then make it permanent (durable:
  * sync first). Releases the lock. On an error the transaction is rolled
  * back (as by abort) and the lock released; the error is returned:
@@ -324,8 +369,12 @@ MM_API int mm_heap_tx_active(const mm_heap_t *h);
 
 /* ---- durability -------------------------------------------------------------- */
 
-/* Write all of the heap's dirty pages back to its file and wait (a
- * checkpoint for heaps used without durable transactions). -EIO. */
+/* Write all of the heap's dirty pages back to its file and wait. When the
+ * log holds commit records this is a checkpoint (see CRASH SAFETY): it
+ * takes the heap's lock (the handle's timeout; inside this thread's
+ * transaction it has it) and, after the data, syncs the log's header, so
+ * no recovery writes an older record over what this call made durable.
+ * -EIO, -ETIMEDOUT. */
 MM_API MM_NODISCARD int mm_heap_sync(mm_heap_t *h);
 
 /* ---- information and checking --------------------------------------------- */
