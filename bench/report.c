@@ -251,14 +251,15 @@ static int chart(FILE *f, struct bench *b, const char *suite) {
     double v[16][8];
     memset(v, 0, sizeof v);
     for (int g = 0; g < ng; g++) {
-      /* "alloc-free-64-live" -> "64 live"; "tx-commit-64-durable" -> "durable commit" */
+      /* "alloc-free-64-live" -> "64 live"; "tx-write-64-durable" -> "durable write commit" */
       const char *c = cases[g];
       if (!strncmp(c, "alloc-free-", 11)) {
         snprintf(label_buf[g], sizeof label_buf[g], "%.*s live",
                  (int)strcspn(c + 11, "-"), c + 11);
       } else {
-        snprintf(label_buf[g], sizeof label_buf[g], "%s",
-                 strstr(c, "durable") ? "durable commit" : "commit");
+        snprintf(label_buf[g], sizeof label_buf[g], "%s%scommit",
+                 strstr(c, "durable") ? "durable " : "",
+                 strstr(c, "alloc") ? "alloc " : strstr(c, "write") ? "write " : "");
       }
       labels[g] = label_buf[g];
     }
