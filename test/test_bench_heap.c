@@ -109,7 +109,9 @@ TEST_T(bench_heap_quick_writes_heap_rows_with_positive_figures, 180) {
                              {"alloc-free-100k-live", "glibc"},
                              {"alloc-free-100k-live", "heap"},
                              {"tx-commit-64", "heap"},
-                             {"tx-commit-64-durable", "heap"}};
+                             {"tx-commit-64-durable", "heap"},
+                             {"tx-write-64", "heap"},
+                             {"tx-write-64-durable", "heap"}};
   for (size_t i = 0; i < sizeof always / sizeof always[0]; i++)
     if (!find(rows, nrows, always[i][0], always[i][1]))
       FAIL("JSON lacks the row %s/%s", always[i][0], always[i][1]);
@@ -120,8 +122,9 @@ TEST_T(bench_heap_quick_writes_heap_rows_with_positive_figures, 180) {
 
   /* LMDB's rows are there when it is installed, and are the commits'
    * baseline; otherwise the verdict says it was not installed. */
-  const char *tx[2] = {"tx-commit-64", "tx-commit-64-durable"};
-  for (int d = 0; d < 2; d++) {
+  const char *tx[4] = {"tx-commit-64", "tx-commit-64-durable", "tx-write-64",
+                       "tx-write-64-durable"};
+  for (int d = 0; d < 4; d++) {
     const struct row *l = find(rows, nrows, tx[d], "lmdb");
     const struct row *t = find(rows, nrows, tx[d], "heap");
     if (lmdb_missing) {
