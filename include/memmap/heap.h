@@ -157,12 +157,14 @@ typedef struct mm_heap_opts {
   uint32_t chunk_size;   /* at creation: the unit of growth, a power of two
                             from 64 KiB to 4 MiB; 0 = 4 MiB. Allocations
                             larger than a chunk take whole chunks. */
-  uint32_t log_size;     /* at creation: bytes of undo log, in two halves
-                            that alternate; a transaction whose log (its
-                            declared ranges, 24 bytes + the range each,
-                            and the allocator's own) does not fit in half
-                            fails with MM_EFULL. 0 = 1 MiB; at least
-                            64 KiB, a multiple of 4096. */
+  uint32_t log_size;     /* at creation: bytes of log, in two halves of
+                            which one is in use; a transaction whose log
+                            (its declared ranges, 24 bytes + the range
+                            each, its tx_writes, the allocator's own, and
+                            the commit record) does not fit in three
+                            quarters of a half fails with MM_EFULL.
+                            0 = 1 MiB; at least 64 KiB, a multiple of
+                            4096. */
   int lock_timeout_ms;   /* how long a call waits for the heap's lock:
                             < 0 or 0 = for ever; else -ETIMEDOUT */
 } mm_heap_opts_t;
