@@ -101,7 +101,11 @@ struct super {
   uint64_t names_buckets, names_nbuckets, names_count;
   uint64_t partial[NCLASS]; /* small runs with free blocks, per class */
   uint64_t bins[NBINS];     /* free page runs */
-  unsigned char pad0[512 - 8 * (8 + NCLASS + NBINS)];
+  uint64_t raw_unsynced;    /* a process-crash operation allocated, freed or
+                               named since the last checkpoint: its fresh
+                               writes are in no record, so the next durable
+                               commit syncs the data (see log_commit) */
+  unsigned char pad0[512 - 8 * (9 + NCLASS + NBINS)];
   union {
     pthread_mutex_t m;
     unsigned char pad[64];
@@ -416,6 +420,7 @@ static int checkpoint(mm_heap_t *h) {
   uint64_t used = L->used;
   int rc = mm__sys_msync(h->base, (size_t)heap_size(h), MS_SYNC);
   if (rc) return rc;
+  h->S->raw_unsynced = 0;
   __atomic_store_n(&L->used, 0, __ATOMIC_RELEASE);
   rc = sync_range(h, OFF(h, L), sizeof *L);
   if (rc) {
@@ -776,7 +781,8 @@ static int wal_materialize(mm_heap_t *h) {
  *   records again, writes this one after them.
  * - Durable, every change logged (no allocation, free or name change in
  *   it, none by this thread outside a transaction since its last
- *   checkpoint): the record, then one sync of the log; the tx_writes are
+ *   checkpoint, none by a process-crash operation under the lock since
+ *   the last checkpoint): the record, then one sync of the log; the tx_writes are
  *   applied after it. The record is the commit point: recovery writes it
  *   again when the data may not be on disk.
  * - Any other durable operation, or a record that does not fit: the
@@ -789,6 +795,7 @@ static int log_commit(mm_heap_t *h) {
   int rc;
   if (used == tail && h->wlen == 0) return 0;
   if (!h->op_sync) {
+    if (h->log_raw) h->S->raw_unsynced = 1;
     if (tail == 0) {
       __atomic_store_n(&L->used, 0, __ATOMIC_RELEASE);
       h->nrecent = 0;
@@ -802,7 +809,7 @@ static int log_commit(mm_heap_t *h) {
     }
     return rc == MM_EFULL ? checkpoint(h) : rc;
   }
-  int raw = h->log_raw || (tls_raw & raw_bit(h)) || !h->boot;
+  int raw = h->log_raw || (tls_raw & raw_bit(h)) || h->S->raw_unsynced || !h->boot;
   rc = raw ? MM_EFULL : log_commit_record(h, tail, &at);
   if (rc == 0) {
     rc = log_sync(h, L->used);
