@@ -101,11 +101,12 @@ struct super {
   uint64_t names_buckets, names_nbuckets, names_count;
   uint64_t partial[NCLASS]; /* small runs with free blocks, per class */
   uint64_t bins[NBINS];     /* free page runs */
-  uint64_t raw_unsynced;    /* a process-crash operation allocated, freed or
-                               named since the last checkpoint: its fresh
-                               writes are in no record, so the next durable
-                               commit syncs the data (see log_commit) */
-  unsigned char pad0[512 - 8 * (9 + NCLASS + NBINS)];
+  /* Process-crash commits under the lock, and how many of them a sync of
+   * the whole heap has covered: while they differ, the next durable commit
+   * syncs the data (see log_commit), so that it never reaches the disk
+   * before the unsynced changes committed ahead of it. */
+  uint64_t nosync_commits, nosync_synced;
+  unsigned char pad0[512 - 8 * (10 + NCLASS + NBINS)];
   union {
     pthread_mutex_t m;
     unsigned char pad[64];
@@ -420,7 +421,7 @@ static int checkpoint(mm_heap_t *h) {
   uint64_t used = L->used;
   int rc = mm__sys_msync(h->base, (size_t)heap_size(h), MS_SYNC);
   if (rc) return rc;
-  h->S->raw_unsynced = 0;
+  __atomic_store_n(&h->S->nosync_synced, h->S->nosync_commits, __ATOMIC_RELAXED);
   __atomic_store_n(&L->used, 0, __ATOMIC_RELEASE);
   rc = sync_range(h, OFF(h, L), sizeof *L);
   if (rc) {
@@ -781,8 +782,8 @@ static int wal_materialize(mm_heap_t *h) {
  *   records again, writes this one after them.
  * - Durable, every change logged (no allocation, free or name change in
  *   it, none by this thread outside a transaction since its last
- *   checkpoint, none by a process-crash operation under the lock since
- *   the last checkpoint): the record, then one sync of the log; the tx_writes are
+ *   checkpoint, and no process-crash commit since the last sync of the
+ *   whole heap): the record, then one sync of the log; the tx_writes are
  *   applied after it. The record is the commit point: recovery writes it
  *   again when the data may not be on disk.
  * - Any other durable operation, or a record that does not fit: the
@@ -795,7 +796,7 @@ static int log_commit(mm_heap_t *h) {
   int rc;
   if (used == tail && h->wlen == 0) return 0;
   if (!h->op_sync) {
-    if (h->log_raw) h->S->raw_unsynced = 1;
+    __atomic_store_n(&h->S->nosync_commits, h->S->nosync_commits + 1, __ATOMIC_RELAXED);
     if (tail == 0) {
       __atomic_store_n(&L->used, 0, __ATOMIC_RELEASE);
       h->nrecent = 0;
@@ -809,7 +810,8 @@ static int log_commit(mm_heap_t *h) {
     }
     return rc == MM_EFULL ? checkpoint(h) : rc;
   }
-  int raw = h->log_raw || (tls_raw & raw_bit(h)) || h->S->raw_unsynced || !h->boot;
+  int raw = h->log_raw || (tls_raw & raw_bit(h)) || !h->boot ||
+            __atomic_load_n(&h->S->nosync_synced, __ATOMIC_RELAXED) != h->S->nosync_commits;
   rc = raw ? MM_EFULL : log_commit_record(h, tail, &at);
   if (rc == 0) {
     rc = log_sync(h, L->used);
@@ -2479,9 +2481,18 @@ int mm_heap_tx_abort(mm_heap_t *h) {
 
 int mm_heap_tx_active(const mm_heap_t *h) { return h && in_my_tx(h); }
 
+/* After a sync of the whole heap: the process-crash commits counted at `g`
+ * (read before it) are on disk. */
+static void nosync_covered(mm_heap_t *h, uint64_t g) {
+  uint64_t *p = &h->S->nosync_synced, cur = __atomic_load_n(p, __ATOMIC_RELAXED);
+  while ((int64_t)(g - cur) > 0 &&
+         !__atomic_compare_exchange_n(p, &cur, g, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+  }
+}
+
 int mm_heap_sync(mm_heap_t *h) {
   if (!h) return -EINVAL;
-  uint64_t bit = raw_bit(h);
+  uint64_t bit = raw_bit(h), g = __atomic_load_n(&h->S->nosync_commits, __ATOMIC_ACQUIRE);
   int rc;
   if (in_my_tx(h)) {
     /* The groups before this transaction are on disk with their data. */
@@ -2496,7 +2507,10 @@ int mm_heap_sync(mm_heap_t *h) {
     /* Records committed after this peek are newer than what we sync. */
     rc = mm__sys_msync(h->base, (size_t)heap_size(h), MS_SYNC);
   }
-  if (rc == 0) tls_raw &= ~bit; /* what this thread wrote is on disk */
+  if (rc == 0) {
+    tls_raw &= ~bit; /* what this thread wrote is on disk */
+    nosync_covered(h, g);
+  }
   return rc;
 }
 

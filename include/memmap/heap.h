@@ -68,9 +68,10 @@
  *     when the transaction allocated, freed or named something, or when
  *     the same thread did so outside a transaction since its last such
  *     commit or mm_heap_sync (it may be publishing an object it filled),
- *     or when a process-crash operation or transaction (any thread's,
- *     under the heap's lock) did so since the last checkpoint (its fresh
- *     memory is in no record): that commit is also a checkpoint. Other bytes you changed without
+ *     or when any process-crash operation or transaction (alloc, free,
+ *     names, tx) committed since the last checkpoint or mm_heap_sync, so
+ *     that a durable commit never reaches the disk ahead of changes
+ *     committed before it: that commit is also a checkpoint. Other bytes you changed without
  *     declaring them are not part of any transaction: a power loss may
  *     keep the transaction and not them, and until the next checkpoint
  *     recovery after a power loss may write a commit record's bytes over
