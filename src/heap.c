@@ -48,7 +48,10 @@
 #define SUPER_MAGIC 0x31525053504d4d48ull /* "HMMPSPR1" */
 #define LOG_MAGIC 0x31474f4c504d4d48ull   /* "HMMPLOG1" */
 #define RUN_MAGIC 0x4e555248u             /* "HRUN" */
-#define KNOWN_INCOMPAT 0ull
+/* Incompatible features: a version without them must refuse the file. */
+#define INCOMPAT_WAL 1ull /* the log holds groups of committed records
+                             (earlier versions would redo only the first) */
+#define KNOWN_INCOMPAT INCOMPAT_WAL
 
 #define NCLASS 24
 #define SMALL_MAX 2048u
@@ -408,11 +411,12 @@ static inline uint64_t ent_size(const struct logent *e) {
   return sizeof *e + (e->type == ENT_FREE ? 0 : align8(e->len));
 }
 
-/* Does the log hold only finished groups that are all in memory? Then a
- * free lock with a non-empty log is normal (lock held). */
-static inline int log_settled(const mm_heap_t *h, const struct loghdr *L) {
+/* Does the log hold only finished groups, all in memory (this boot's:
+ * for a process that has the heap open, so the lock is held)? Then a free
+ * lock with a non-empty log is normal. */
+static inline int log_settled(const struct loghdr *L) {
   uint64_t used = __atomic_load_n(&L->used, __ATOMIC_ACQUIRE);
-  return used == 0 || (h->boot && L->boot == h->boot && L->applied == used);
+  return used == 0 || L->applied == used;
 }
 
 /* Sync the whole heap, then empty the log (lock held, no tail). */
@@ -576,15 +580,16 @@ static int ent_target_ok(const mm_heap_t *h, uint64_t off, uint64_t len) {
   return 1;
 }
 
-/* Parse this log's entries in [0, limit): positions of the valid prefix,
- * which ends at the first entry that is torn or of another log. Returns
- * the count (>= 0) or a negative error; *end gets the end of the prefix. */
-static long log_parse(mm_heap_t *h, uint64_t limit, uint32_t **pos,
+/* Parse this log's entries in [from, limit) (from: an entry boundary):
+ * positions of the valid prefix, which ends at the first entry that is torn
+ * or of another log. Returns the count (>= 0) or a negative error; *end
+ * gets the end of the prefix. */
+static long log_parse(mm_heap_t *h, uint64_t from, uint64_t limit, uint32_t **pos,
                       uint64_t *end) {
   size_t cap = 64, n = 0;
   uint32_t *v = malloc(cap * sizeof *v);
   if (!v) return -ENOMEM;
-  uint64_t at = 0;
+  uint64_t at = from;
   while (at + sizeof(struct logent) <= limit) {
     const struct logent *e = (const struct logent *)(h->logdata + at);
     if (e->type != ENT_RANGE && e->type != ENT_FREE && e->type != ENT_COMMIT) break;
@@ -621,7 +626,7 @@ static void undo(mm_heap_t *h, const uint32_t *pos, long n, uint64_t keep) {
 static int rollback_to(mm_heap_t *h, uint64_t keep) {
   uint32_t *pos;
   uint64_t end;
-  long n = log_parse(h, h->L->used, &pos, &end);
+  long n = log_parse(h, keep, h->L->used, &pos, &end);
   if (n < 0) return (int)n;
   undo(h, pos, n, keep);
   free(pos);
@@ -658,15 +663,18 @@ static int redo(mm_heap_t *h, uint64_t at) {
  * first open, or after a power loss: write the groups' records again (from
  * `applied` in the same boot, else from `ckpt`), undo the tail, newest
  * first. A log that is empty, or settled, needs nothing. Recovery that
- * wrote anything durable-worthy ends in a checkpoint. */
-static int recover(mm_heap_t *h) {
+ * wrote anything durable-worthy ends in a checkpoint. `same`: the caller
+ * knows this is the boot that wrote the log (it takes the lock of a heap
+ * that this process has open: the opener that was alone after a reboot has
+ * recovered already); else the header's boot id says. */
+static int recover(mm_heap_t *h, int same) {
   if (log_hdr(h, 0)->magic != LOG_MAGIC) return MM_ECORRUPT;
   log_pick(h);
   struct loghdr *L = h->L;
   uint64_t used = L->used;
-  if (log_settled(h, L)) return 0;
+  if (!same) same = h->boot && L->boot == h->boot;
+  if (used == 0 || (same && L->applied == used)) return 0;
   if (used > h->log_cap || used % 8) return MM_ECORRUPT;
-  int same = h->boot && L->boot == h->boot;
   h->op_sync = 0; /* synced below, once */
   struct stat st;
   int rc = mm__sys_fstat(h->fd, &st);
@@ -676,10 +684,13 @@ static int recover(mm_heap_t *h) {
   if (h->log_bound <= SUPER_OFF) h->log_bound = SUPER_OFF; /* nothing fits */
   uint32_t *pos;
   uint64_t end, last = 0;
-  long n = log_parse(h, used, &pos, &end);
+  long n = log_parse(h, 0, used, &pos, &end);
   int replayed = 0;
   if (n >= 0) {
-    /* Where to start: a group boundary, else the beginning. */
+    /* Where to start: a group boundary. In the same boot that is
+     * `applied`, or the file is corrupt: starting earlier would write older
+     * records over later changes that no record holds. After a reboot it
+     * is `ckpt`, or the beginning. */
     uint64_t want = same ? L->applied : L->ckpt, from = 0;
     for (long i = 0; i < n; i++) {
       const struct logent *e = (const struct logent *)(h->logdata + pos[i]);
@@ -687,12 +698,7 @@ static int recover(mm_heap_t *h) {
       last = pos[i] + ent_size(e);
       if (last == want) from = want;
     }
-    if (same && from != want && L->ckpt) {
-      for (long i = 0; i < n; i++) {
-        const struct logent *e = (const struct logent *)(h->logdata + pos[i]);
-        if (e->type == ENT_COMMIT && pos[i] + ent_size(e) == L->ckpt) from = L->ckpt;
-      }
-    }
+    if (same && from != want) rc = MM_ECORRUPT;
     for (long i = 0; rc == 0 && i < n; i++) {
       const struct logent *e = (const struct logent *)(h->logdata + pos[i]);
       if (e->type == ENT_COMMIT && pos[i] >= from) {
@@ -717,7 +723,7 @@ static int recover(mm_heap_t *h) {
   /* A process crash in a log of process-crash operations: drop the tail. */
   __atomic_store_n(&L->used, last, __ATOMIC_RELEASE);
   L->applied = last;
-  L->boot = h->boot;
+  if (h->boot) L->boot = h->boot;
   return 0;
 }
 
@@ -756,6 +762,17 @@ static int log_commit_record(mm_heap_t *h, uint64_t from, uint64_t *at) {
   return 0;
 }
 
+/* Does a staged tx_write touch [off, off+len)? */
+static int wal_overlaps(const mm_heap_t *h, uint64_t off, uint64_t len) {
+  for (const unsigned char *p = h->wbuf, *q = p + h->wlen; p < q;) {
+    struct img im;
+    memcpy(&im, p, sizeof im);
+    if (im.off < off + len && off < im.off + im.len) return 1;
+    p += sizeof im + align8(im.len);
+  }
+  return 0;
+}
+
 /* Turn a durable transaction's tx_writes into in-place writes: log their
  * old contents (synced once), then write them. */
 static int wal_materialize(mm_heap_t *h) {
@@ -780,23 +797,26 @@ static int wal_materialize(mm_heap_t *h) {
  * - Not durable, after groups: the tail becomes a group (a record, not
  *   synced), so that recovery after a power loss, which writes the earlier
  *   records again, writes this one after them.
- * - Durable, every change logged (no allocation, free or name change in
- *   it, none by this thread outside a transaction since its last
- *   checkpoint, and no process-crash commit since the last sync of the
- *   whole heap): the record, then one sync of the log; the tx_writes are
- *   applied after it. The record is the commit point: recovery writes it
- *   again when the data may not be on disk.
- * - Any other durable operation, or a record that does not fit: the
- *   allocator wrote fresh memory (a new run, a new object the caller
- *   filled) that no record holds, so the data is synced first, then the
- *   emptied header (a checkpoint): two syncs. */
+ * - Durable: the tail becomes a group whose record (the new contents of
+ *   its ranges, then its tx_writes) is synced with the log: that sync is
+ *   the commit point, and the tx_writes are applied after it. One sync,
+ *   when every change is logged. When some are not (the operation
+ *   allocated, freed or named: the allocator wrote fresh memory, a new run
+ *   or a new object the caller filled; or this thread did so outside a
+ *   transaction since its last sync of the heap; or a process-crash
+ *   commit is not on disk yet), the whole heap is synced first, so that
+ *   what no record holds is on disk before the commit point: two syncs.
+ * - Durable, with a record that does not fit, or on a machine without a
+ *   boot id (where recovery could not tell which records to write again):
+ *   the tx_writes become logged in-place writes, then a checkpoint. */
 static int log_commit(mm_heap_t *h) {
   struct loghdr *L = h->L;
+  struct super *S = h->S;
   uint64_t used = L->used, tail = h->tail, at;
   int rc;
   if (used == tail && h->wlen == 0) return 0;
   if (!h->op_sync) {
-    __atomic_store_n(&h->S->nosync_commits, h->S->nosync_commits + 1, __ATOMIC_RELAXED);
+    __atomic_store_n(&S->nosync_commits, S->nosync_commits + 1, __ATOMIC_RELAXED);
     if (tail == 0) {
       __atomic_store_n(&L->used, 0, __ATOMIC_RELEASE);
       h->nrecent = 0;
@@ -804,15 +824,27 @@ static int log_commit(mm_heap_t *h) {
     }
     rc = log_commit_record(h, tail, &at);
     if (rc == 0) {
-      L->boot = h->boot;
+      if (h->boot) L->boot = h->boot;
       L->applied = L->used;
       return 0;
     }
     return rc == MM_EFULL ? checkpoint(h) : rc;
   }
-  int raw = h->log_raw || (tls_raw & raw_bit(h)) || !h->boot ||
-            __atomic_load_n(&h->S->nosync_synced, __ATOMIC_RELAXED) != h->S->nosync_commits;
-  rc = raw ? MM_EFULL : log_commit_record(h, tail, &at);
+  rc = MM_EFULL;
+  if (h->boot) {
+    int raw = h->log_raw || (tls_raw & raw_bit(h)) ||
+              __atomic_load_n(&S->nosync_synced, __ATOMIC_RELAXED) != S->nosync_commits;
+    if (!raw) rc = log_commit_record(h, tail, &at);
+    if (rc == MM_EFULL) {
+      /* The data first: then the tail's ranges are on disk, so the record
+       * needs only the tx_writes, and the groups before are on disk too. */
+      if ((rc = mm__sys_msync(h->base, (size_t)heap_size(h), MS_SYNC))) return rc;
+      __atomic_store_n(&S->nosync_synced, S->nosync_commits, __ATOMIC_RELAXED);
+      tls_raw &= ~raw_bit(h);
+      L->ckpt = tail;
+      rc = log_commit_record(h, L->used, &at);
+    }
+  }
   if (rc == 0) {
     rc = log_sync(h, L->used);
     if (rc) {
@@ -823,7 +855,7 @@ static int log_commit(mm_heap_t *h) {
     }
     if (h->wlen) (void)apply_images(h, h->wbuf, h->wlen); /* checked when staged */
     h->wlen = 0;
-    L->boot = h->boot;
+    if (h->boot) L->boot = h->boot;
     L->applied = L->used;
     return 0;
   }
@@ -852,7 +884,7 @@ static int glock(mm_heap_t *h, int timeout_ms) {
   }
   if (rc == EOWNERDEAD) {
     /* The holder died mid-operation: undo what it had under way. */
-    int r = recover(h);
+    int r = recover(h, 1);
     if (r) {
       pthread_mutex_unlock(m); /* not consistent: later lockers fail */
       return r;
@@ -863,10 +895,9 @@ static int glock(mm_heap_t *h, int timeout_ms) {
   if (rc == ENOTRECOVERABLE) return MM_ECORRUPT;
   if (rc) return -rc;
   log_pick(h);
-  if (!log_settled(h, h->L)) {
-    /* A free lock with a tail in the log, or groups from another boot:
-     * a corrupt file, or a heap copied or not reopened since a reboot. */
-    int r = recover(h);
+  if (!log_settled(h->L)) {
+    /* A free lock with a tail in the log: only a corrupt file does that. */
+    int r = recover(h, 1);
     if (r) { pthread_mutex_unlock(m); return r; }
   }
   return 0;
@@ -921,6 +952,19 @@ static void hdr_seal(struct hdr *x) { x->crc = crc32c(x, offsetof(struct hdr, cr
  * opener is alone). Which copy is older is read from the file, not from
  * this handle, since other processes update it too. A torn write leaves
  * the other copy valid. */
+/* Mark a file of an earlier version as using this log (the opener is
+ * alone): both valid header copies get INCOMPAT_WAL. */
+static void hdr_mark_wal(mm_heap_t *h) {
+  for (unsigned k = 0; k < 2; k++) {
+    struct hdr x;
+    if (hdr_check(h->base + k * HDR_B_OFF, sizeof x, &x) != HC_OK) continue;
+    x.incompat |= INCOMPAT_WAL;
+    hdr_seal(&x);
+    memcpy(AT(h, k * HDR_B_OFF), &x, sizeof x);
+  }
+  h->hdr.incompat |= INCOMPAT_WAL;
+}
+
 static void hdr_update(mm_heap_t *h) {
   struct hdr a, b;
   int ka = hdr_check(h->base, sizeof a, &a) == HC_OK;
@@ -1736,6 +1780,7 @@ static int create_format(mm_heap_t *h, const mm_heap_opts_t *o) {
   memset(x, 0, sizeof *x);
   memcpy(x->magic, heap_magic, 8);
   x->version = FORMAT_VERSION;
+  x->incompat = INCOMPAT_WAL;
   x->header_size = sizeof *x;
   x->page_size = (uint32_t)mm__page_size();
   x->byte_order = BYTE_ORDER_MARK;
@@ -1882,7 +1927,8 @@ int mm_heap_open(mm_heap_t **out, const char *path, const mm_heap_opts_t *opts) 
     /* Alone: a lock left held by a crashed machine or process is reset, the
      * log rolled back, every cache slot taken back. */
     mutex_init(h);
-    if ((rc = recover(h))) goto fail;
+    if ((rc = recover(h, 0))) goto fail;
+    if (!(h->hdr.incompat & INCOMPAT_WAL)) hdr_mark_wal(h);
     /* The log may have rewritten the shared state: check it again. */
     if ((rc = mm__sys_fstat(fd, &st)) ||
         (rc = super_check(h, (uint64_t)st.st_size, heap_size(h))))
@@ -2453,8 +2499,17 @@ int mm_heap_tx_commit(mm_heap_t *h) {
   if (!h || !in_my_tx(h)) return -EINVAL;
   uint32_t *pos;
   uint64_t end;
-  long n = log_parse(h, h->L->used, &pos, &end);
+  long n = log_parse(h, h->tail, h->L->used, &pos, &end);
   int rc = n < 0 ? (int)n : 0;
+  /* A durable tx_write lands at commit, after the frees: one into an
+   * object this transaction frees would land on the allocator's links. So
+   * then the writes are made in place (logged) before the frees. */
+  for (long i = 0; rc == 0 && h->wlen && i < n; i++) {
+    const struct logent *e = (const struct logent *)(h->logdata + pos[i]);
+    struct obj o;
+    if (e->type != ENT_FREE || pos[i] < h->tail || classify(h, e->off, &o)) continue;
+    if (wal_overlaps(h, o.start, o.usable)) rc = wal_materialize(h);
+  }
   h->committing = 1;
   for (long i = 0; rc == 0 && i < n; i++) {
     const struct logent *e = (const struct logent *)(h->logdata + pos[i]);
@@ -2821,18 +2876,19 @@ static void walk_names(struct walk *w) {
 static void walk_log(struct walk *w) {
   mm_heap_t *h = w->h;
   struct loghdr *L = h->L;
-  uint64_t used = L->used;
+  /* Inside the caller's own transaction its tail is not a finding. */
+  uint64_t used = in_my_tx(h) ? h->tail : L->used;
   if (used == 0) return;
   if (used > h->log_cap || used % 8) {
     finding(w, MM_ECORRUPT, OFF(h, L), "the log's length is impossible");
     return;
   }
-  if (!log_settled(h, L))
+  if (!in_my_tx(h) && !log_settled(L))
     finding(w, MM_ECORRUPT, OFF(h, L),
             "the log holds an unfinished operation with the lock free");
   uint32_t *pos;
   uint64_t end;
-  long n = log_parse(h, used, &pos, &end);
+  long n = log_parse(h, 0, used, &pos, &end);
   if (n < 0) return;
   const struct logent *e =
       n > 0 ? (const struct logent *)(h->logdata + pos[n - 1]) : NULL;

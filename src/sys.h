@@ -114,7 +114,7 @@ typedef void (*mm__sys_msync_fn)(void *arg, void *addr, size_t len, int flags,
 void mm__sys_msync_hook(mm__sys_msync_fn fn, void *arg);
 
 /* This boot's identity: a hash of /proc/sys/kernel/random/boot_id, never 0;
- * 0 when it cannot be read (read once, then cached). A heap's recovery
+ * 0 when it cannot be read (cached once read; a failure is tried again). A heap's recovery
  * tells a process crash (same boot: the page cache is intact) from an OS
  * crash or power loss by it. mm__sys_boot_id_set(x) makes it return x
  * instead (a test simulating a reboot); 0 restores the real one. */

@@ -7,7 +7,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/futex.h>
-#include <pthread.h>
 #include <stdatomic.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
@@ -107,30 +106,30 @@ void mm__sys_msync_hook(mm__sys_msync_fn fn, void *arg) {
   msync_fn = fn;
 }
 
-static _Atomic uint64_t boot_fake;
-static uint64_t boot_real;
-static pthread_once_t boot_once = PTHREAD_ONCE_INIT;
+static _Atomic uint64_t boot_fake, boot_real;
 
-static void boot_read(void) {
+/* Read once it worked: a failure (no /proc, EMFILE) is tried again. */
+static uint64_t boot_read(void) {
   char buf[64];
   int fd = open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return;
+  if (fd < 0) return 0;
   ssize_t n = read(fd, buf, sizeof buf);
   close(fd);
-  if (n < 32) return;
+  if (n < 32) return 0;
   uint64_t x = 0xcbf29ce484222325ull; /* FNV-1a */
   for (ssize_t i = 0; i < n; i++) {
     x ^= (unsigned char)buf[i];
     x *= 0x100000001b3ull;
   }
-  boot_real = x ? x : 1;
+  return x ? x : 1;
 }
 
 uint64_t mm__sys_boot_id(void) {
   uint64_t f = atomic_load_explicit(&boot_fake, memory_order_relaxed);
   if (f) return f;
-  pthread_once(&boot_once, boot_read);
-  return boot_real;
+  uint64_t b = atomic_load_explicit(&boot_real, memory_order_relaxed);
+  if (!b && (b = boot_read())) atomic_store(&boot_real, b);
+  return b;
 }
 
 void mm__sys_boot_id_set(uint64_t x) { atomic_store(&boot_fake, x); }

@@ -17,6 +17,8 @@
 #include <ftw.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -255,4 +257,42 @@ int main(int argc, char **argv) {
   }
   printf("%d passed, %d failed, %d skipped\n", passed, failed, skipped);
   return failed ? 1 : 0;
+}
+
+double mm_test_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+int mm_test_wait_flag(_Atomic int *flag, double seconds) {
+  double t0 = mm_test_now();
+  while (!atomic_load(flag)) {
+    if (mm_test_now() - t0 > seconds) return 0;
+    usleep(200);
+  }
+  return 1;
+}
+
+void *mm_test_shared_page(size_t size) {
+  void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) FAIL("mmap shared: %s", strerror(errno));
+  memset(p, 0, size);
+  return p;
+}
+
+int mm_test_wait_child(int pid, double seconds) {
+  double t0 = mm_test_now();
+  int st = 0;
+  for (;;) {
+    pid_t r = waitpid(pid, &st, WNOHANG);
+    if (r == pid) return st;
+    if (r < 0 && errno != EINTR) FAIL("waitpid: %s", strerror(errno));
+    if (mm_test_now() - t0 > seconds) {
+      kill(pid, SIGKILL);
+      waitpid(pid, &st, 0);
+      return -1;
+    }
+    usleep(500);
+  }
 }

@@ -12,6 +12,8 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <stdatomic.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,6 +54,34 @@ __attribute__((noreturn, format(printf, 1, 2))) void mm_test_skip(
 #define ASSERT(c)                                 \
   do {                                            \
     if (!(c)) FAIL("assertion failed: %s", #c);   \
+  } while (0)
+
+/* CLOCK_MONOTONIC, in seconds. */
+double mm_test_now(void);
+/* Wait (polling) until *flag becomes nonzero; 0 on time-out. */
+int mm_test_wait_flag(_Atomic int *flag, double seconds);
+/* size bytes of zeroed memory shared with children (MAP_SHARED). */
+void *mm_test_shared_page(size_t size);
+/* Wait for a child, at most `seconds`; kill it if it is still there.
+ * Returns its wait status, or -1 when it had to be killed. */
+int mm_test_wait_child(int pid, double seconds);
+
+/* The first byte where a and b differ, or (size_t)-1. */
+static inline size_t mm_test_first_diff(const void *a, const void *b, size_t n) {
+  const unsigned char *p = a, *q = b;
+  for (size_t i = 0; i < n; i++)
+    if (p[i] != q[i]) return i;
+  return (size_t)-1;
+}
+
+/* Compare n bytes, printing the first difference on failure. */
+#define ASSERT_MEM_EQ(a, b, n)                                               \
+  do {                                                                       \
+    const unsigned char *ma_ = (const void *)(a), *mb_ = (const void *)(b);  \
+    size_t at_ = mm_test_first_diff(ma_, mb_, (n));                          \
+    if (at_ != (size_t)-1)                                                   \
+      FAIL("%s and %s differ at byte %zu of %zu: %02x != %02x", #a, #b, at_, \
+           (size_t)(n), ma_[at_], mb_[at_]);                                 \
   } while (0)
 
 /* Compare two integers, printing both on failure. */

@@ -14,6 +14,7 @@
  * runs 1000.
  */
 #include "test.h"
+#include "heap_util.h"
 
 #include <sched.h>
 #include <signal.h>
@@ -29,12 +30,6 @@
 #define CHUNK 65536u                     /* every heap here: 64 KiB chunks */
 #define MAXSZ ((uint64_t)256 << 20)      /* small enough for 32-bit builds */
 
-static double now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static uint64_t xs(uint64_t *x) {
   *x ^= *x << 13, *x ^= *x >> 7, *x ^= *x << 17;
   return *x;
@@ -44,23 +39,6 @@ static void fill_random(void *p, size_t n, uint64_t *x) {
   unsigned char *b = p;
   for (size_t i = 0; i < n; i++) b[i] = (unsigned char)(xs(x) >> 24);
 }
-
-/* The first byte where a and b differ, or (size_t)-1. */
-static size_t first_diff(const void *a, const void *b, size_t n) {
-  const unsigned char *p = a, *q = b;
-  for (size_t i = 0; i < n; i++)
-    if (p[i] != q[i]) return i;
-  return (size_t)-1;
-}
-
-#define ASSERT_MEM_EQ(a, b, n)                                               \
-  do {                                                                       \
-    const unsigned char *ma_ = (const void *)(a), *mb_ = (const void *)(b);  \
-    size_t at_ = first_diff(ma_, mb_, (n));                                  \
-    if (at_ != (size_t)-1)                                                   \
-      FAIL("%s and %s differ at byte %zu of %zu: %02x != %02x", #a, #b, at_, \
-           (size_t)(n), ma_[at_], mb_[at_]);                                 \
-  } while (0)
 
 static mm_heap_t *heap_create_at(const char *path, unsigned flags, uint32_t log_size) {
   mm_heap_opts_t o = {.flags = MM_HEAP_CREATE | MM_HEAP_EXCL | flags,
@@ -95,16 +73,6 @@ static void check_report(void *arg, int code, uint64_t off, const char *msg) {
       FAIL("mm_heap_check: %s, %" PRIu64 " problem(s)", mm_errname(crc_), nf_); \
   } while (0)
 
-/* mm_heap_info, with the identity heap.h promises checked. */
-static mm_heap_info_t info_of(mm_heap_t *h) {
-  mm_heap_info_t i;
-  memset(&i, 0, sizeof i);
-  ASSERT_OK(mm_heap_info(h, &i));
-  if (i.used + i.free + i.overhead != i.file_size)
-    FAIL("info: used %" PRIu64 " + free %" PRIu64 " + overhead %" PRIu64
-         " != file_size %" PRIu64, i.used, i.free, i.overhead, i.file_size);
-  return i;
-}
 
 static uint64_t alloc_fill(mm_heap_t *h, uint64_t size, uint64_t *x, unsigned char **copy) {
   uint64_t off = 0;
@@ -125,41 +93,6 @@ static void declare_and_scribble(mm_heap_t *h, uint64_t off, uint64_t at, uint64
                                  uint64_t *x) {
   ASSERT_OK(mm_heap_tx_add(h, off + at, len));
   fill_random((unsigned char *)mm_heap_ptr(h, off) + at, (size_t)len, x);
-}
-
-/* Wait (polling) until *flag becomes nonzero; 0 on time-out. */
-static int wait_flag(_Atomic int *flag, double seconds) {
-  double t0 = now();
-  while (!atomic_load(flag)) {
-    if (now() - t0 > seconds) return 0;
-    usleep(200);
-  }
-  return 1;
-}
-
-static void *shared_page(size_t size) {
-  void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-  if (p == MAP_FAILED) FAIL("mmap shared: %s", strerror(errno));
-  memset(p, 0, size);
-  return p;
-}
-
-/* Wait for a child, at most `seconds`; kill it if it is still there.
- * Returns its wait status, or -1 when it had to be killed. */
-static int wait_child(pid_t pid, double seconds) {
-  double t0 = now();
-  int st = 0;
-  for (;;) {
-    pid_t r = waitpid(pid, &st, WNOHANG);
-    if (r == pid) return st;
-    if (r < 0 && errno != EINTR) FAIL("waitpid: %s", strerror(errno));
-    if (now() - t0 > seconds) {
-      kill(pid, SIGKILL);
-      waitpid(pid, &st, 0);
-      return -1;
-    }
-    usleep(500);
-  }
 }
 
 /* ---- 1. abort restores, allocations vanish ----------------------------- */
@@ -194,7 +127,7 @@ TEST(heap_tx_abort_restores_every_declared_byte_and_undoes_allocs) {
       uint64_t room = n - at < 4096 ? n - at : 4096;
       declare_and_scribble(h, obj[k], at, 1 + xs(&x) % room, &x);
     }
-    ASSERT(first_diff(mm_heap_ptr(h, obj[k]), orig[k], (size_t)n) != (size_t)-1);
+    ASSERT(mm_test_first_diff(mm_heap_ptr(h, obj[k]), orig[k], (size_t)n) != (size_t)-1);
   }
   /* Allocations inside the transaction, written to (no tx_add needed). */
   const uint64_t asz[4] = {48, 10000, 100000, 700};
@@ -347,7 +280,7 @@ TEST(heap_tx_commit_keeps_everything_and_root_and_names_roll_back) {
   unsigned char *committed = malloc(5000);
   ASSERT(committed != NULL);
   memcpy(committed, mm_heap_ptr(h, d), 5000);
-  ASSERT(first_diff(committed, orig, 5000) != (size_t)-1);
+  ASSERT(mm_test_first_diff(committed, orig, 5000) != (size_t)-1);
   ASSERT_EQ(mm_heap_root(h), b);
   ASSERT(name_is(h, "b", b));
   ASSERT(mm_heap_usable_size(h, b) >= 3000);
@@ -790,7 +723,7 @@ TEST_T(heap_tx_spanning_growth_killed_vanishes, 30) {
   mm_heap_info_t i0 = info_of(h);
   ASSERT_OK(mm_heap_close(h));
 
-  _Atomic int *inside = shared_page(4096);
+  _Atomic int *inside = mm_test_shared_page(4096);
   fflush(NULL);
   pid_t pid = fork();
   if (pid < 0) FAIL("fork: %s", strerror(errno));
@@ -806,9 +739,9 @@ TEST_T(heap_tx_spanning_growth_killed_vanishes, 30) {
     atomic_store(inside, 1);
     for (;;) pause();
   }
-  int ok = wait_flag(inside, 10);
+  int ok = mm_test_wait_flag(inside, 10);
   kill(pid, SIGKILL);
-  int st = wait_child(pid, 10);
+  int st = mm_test_wait_child(pid, 10);
   if (!ok) FAIL("the child never got inside its transaction (status %d)", st);
   h = heap_reopen(path, 10000);
   ASSERT_CLEAN(h);
@@ -891,9 +824,9 @@ static void waiter_child(const char *path, struct lockshm *s) {
   atomic_store(&s->b_opened, 1);
   while (!atomic_load(&s->b_go)) usleep(200);
   mm_heap_tx_opts_t o = {.timeout_ms = 10000};
-  s->b_t_begin = now();
+  s->b_t_begin = mm_test_now();
   rc = mm_heap_tx_begin(h, &o);
-  s->b_t_ret = now();
+  s->b_t_ret = mm_test_now();
   s->b_rc = rc;
   atomic_store(&s->b_returned, 1);
   if (rc) _exit(0);
@@ -947,23 +880,23 @@ static pid_t spawn(void (*fn)(const char *, struct lockshm *), const char *path,
 TEST_T(heap_tx_lock_holder_killed_waiter_recovers, 40) {
   SKIP_OWNERDEAD_UNDER_TSAN();
   const char *path = mm_test_path("h");
-  struct lockshm *s = shared_page(4096);
+  struct lockshm *s = mm_test_shared_page(4096);
   lock_setup(path, s);
   pid_t a = spawn(holder_child, path, s);
-  if (!wait_flag(&s->a_opened, 10)) FAIL("holder did not open: %s", s->msg);
+  if (!mm_test_wait_flag(&s->a_opened, 10)) FAIL("holder did not open: %s", s->msg);
   pid_t b = spawn(waiter_child, path, s);
-  if (!wait_flag(&s->b_opened, 10)) FAIL("waiter did not open: %s", s->msg);
+  if (!mm_test_wait_flag(&s->b_opened, 10)) FAIL("waiter did not open: %s", s->msg);
   atomic_store(&s->a_go, 1);
-  if (!wait_flag(&s->a_inside, 10)) FAIL("holder never got inside: %s", s->msg);
+  if (!mm_test_wait_flag(&s->a_inside, 10)) FAIL("holder never got inside: %s", s->msg);
   atomic_store(&s->b_go, 1);
   usleep(300000);
   if (atomic_load(&s->b_returned))
     FAIL("the waiter's tx_begin returned %s while the holder was alive", mm_errname(s->b_rc));
-  double t_kill = now();
+  double t_kill = mm_test_now();
   kill(a, SIGKILL);
-  int st = wait_child(a, 10);
+  int st = mm_test_wait_child(a, 10);
   ASSERT(st != -1 && WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL);
-  st = wait_child(b, 15);
+  st = mm_test_wait_child(b, 15);
   if (st == -1) FAIL("the waiter was still blocked 15 s after the holder was killed");
   if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) FAIL("waiter: status %d: %s", st, s->msg);
   if (s->b_rc != 0) FAIL("the waiter's tx_begin: %s", mm_errname(s->b_rc));
@@ -992,40 +925,40 @@ TEST_T(heap_tx_lock_holder_killed_waiter_recovers, 40) {
 TEST_T(heap_tx_lock_timeout, 30) {
   SKIP_OWNERDEAD_UNDER_TSAN();
   const char *path = mm_test_path("h");
-  struct lockshm *s = shared_page(4096);
+  struct lockshm *s = mm_test_shared_page(4096);
   lock_setup(path, s);
   pid_t a = spawn(holder_child, path, s);
-  if (!wait_flag(&s->a_opened, 10)) FAIL("holder did not open: %s", s->msg);
+  if (!mm_test_wait_flag(&s->a_opened, 10)) FAIL("holder did not open: %s", s->msg);
   mm_heap_t *h = heap_reopen(path, 150); /* the handle's timeout */
   atomic_store(&s->a_go, 1);
-  if (!wait_flag(&s->a_inside, 10)) FAIL("holder never got inside: %s", s->msg);
+  if (!mm_test_wait_flag(&s->a_inside, 10)) FAIL("holder never got inside: %s", s->msg);
 
   mm_heap_tx_opts_t o = {.timeout_ms = 100};
-  double t0 = now();
+  double t0 = mm_test_now();
   int rc = mm_heap_tx_begin(h, &o);
-  double dt = now() - t0;
+  double dt = mm_test_now() - t0;
   fprintf(stderr, "# tx_begin with timeout_ms 100: %s after %.1f ms\n", mm_errname(rc), dt * 1e3);
   ASSERT_RC(rc, -ETIMEDOUT);
   if (dt < 0.080 || dt >= 2.0) FAIL("timed out after %.1f ms; want 80 ms .. 2 s", dt * 1e3);
   ASSERT_EQ(mm_heap_tx_active(h), 0);
 
   /* timeout_ms 0 (no opts): the handle's lock_timeout_ms. */
-  t0 = now();
+  t0 = mm_test_now();
   rc = mm_heap_tx_begin(h, NULL);
-  dt = now() - t0;
+  dt = mm_test_now() - t0;
   ASSERT_RC(rc, -ETIMEDOUT);
   if (dt < 0.120 || dt >= 2.0) FAIL("handle timeout 150 ms: took %.1f ms", dt * 1e3);
   ASSERT_EQ(mm_heap_tx_active(h), 0);
   /* Other calls that need the lock obey the same timeout. */
   mm_heap_info_t in;
-  t0 = now();
+  t0 = mm_test_now();
   rc = mm_heap_info(h, &in);
-  dt = now() - t0;
+  dt = mm_test_now() - t0;
   ASSERT_RC(rc, -ETIMEDOUT);
   if (dt >= 2.0) FAIL("mm_heap_info timed out after %.1f ms", dt * 1e3);
 
   kill(a, SIGKILL);
-  int st = wait_child(a, 10);
+  int st = mm_test_wait_child(a, 10);
   ASSERT(st != -1 && WIFSIGNALED(st));
   mm_heap_tx_opts_t o2 = {.timeout_ms = 5000};
   ASSERT_OK(mm_heap_tx_begin(h, &o2));
@@ -1065,22 +998,27 @@ struct tnode {
 
 enum {
   PH_IDLE, PH_OPEN, PH_BEGIN, PH_BODY, PH_COMMIT, PH_ABORT, PH_SCRATCH,
-  PH_PARK_IN, PH_PARK_OUT, PH__N
+  PH_PARK_IN, PH_PARK_OUT, PH_SYNC, PH_PARK_COMMIT, PH_PARK_RECOVERY, PH_RECOVERED, PH__N
 };
 static const char *const ph_name[PH__N] = {
     "between operations", "in mm_heap_open (recovery)", "in tx_begin",
     "in a transaction's body", "in tx_commit", "in tx_abort",
     "in a non-transactional alloc/free", "parked inside a transaction",
-    "parked outside a transaction"};
+    "parked outside a transaction", "in mm_heap_sync (a checkpoint)",
+    "parked in a durable tx_commit, just after one of its msyncs",
+    "parked in recovery (mm_heap_open), just after one of its msyncs",
+    "a recovering process, after mm_heap_open returned"};
 static int ph_in_tx(int ph) {
   return ph == PH_BEGIN || ph == PH_BODY || ph == PH_COMMIT || ph == PH_ABORT ||
-         ph == PH_PARK_IN;
+         ph == PH_PARK_IN || ph == PH_PARK_COMMIT;
 }
 
 struct tchild {
   _Atomic int phase, ready, failed;
+  _Atomic int parked_at;  /* the msync it parked after (1 = the first) */
+  _Atomic int open_syncs; /* msyncs its mm_heap_open made (a recovering process) */
   _Atomic uint64_t commits; /* transactions whose commit returned 0 */
-  _Atomic uint64_t txs;
+  _Atomic uint64_t txs, durable_commits, staged_commits, tx_writes;
   char msg[400];
 };
 struct tshm {
@@ -1102,6 +1040,8 @@ static __attribute__((noreturn, format(printf, 2, 3))) void cfail(struct tchild 
     int crc_ = (call);                                                 \
     if (crc_ != 0) cfail((me), "%s: %s", #call, mm_errname(crc_));     \
   } while (0)
+
+#define TXADD(me, h, p, len) CK(me, mm_heap_tx_add_ptr((h), (p), (len)))
 
 static uint64_t pick_size(uint64_t *x) {
   unsigned c = (unsigned)(xs(x) % 100);
@@ -1132,12 +1072,131 @@ static uint64_t node_bad(const struct tnode *n) {
 
 static void ph(struct tchild *me, int p) { atomic_store(&me->phase, p); }
 
-static void tbegin(mm_heap_t *h, struct tchild *me, unsigned flags) {
+/* Parking on an msync (src/sys.h's hook, in the child): after the at-th
+ * msync of a durable commit, or of mm_heap_open, the child stops there
+ * until it is killed. The hook runs once the msync has returned, before
+ * the library goes on: a commit's record is on disk and its tx_writes not
+ * yet applied; a checkpoint has synced the data and not yet the emptied
+ * log; recovery has written the records again and not yet checkpointed. */
+static struct {
+  struct tchild *me;
+  int want;    /* PH_COMMIT or PH_OPEN */
+  int at, n;   /* park after the at-th msync of that phase; n seen so far */
+  int durable; /* the commit under way is durable */
+} tpark;
+
+static void tpark_hook(void *arg, void *addr, size_t len, int flags, int result) {
+  (void)arg, (void)addr, (void)len, (void)flags, (void)result;
+  struct tchild *me = tpark.me;
+  if (!me || atomic_load(&me->phase) != tpark.want) return;
+  if (tpark.want == PH_COMMIT && !tpark.durable) return;
+  if (++tpark.n < tpark.at) return;
+  atomic_store(&me->parked_at, tpark.n);
+  ph(me, tpark.want == PH_COMMIT ? PH_PARK_COMMIT : PH_PARK_RECOVERY);
+  for (;;) pause();
+}
+
+/* How a transaction writes: declared (tx_add) and in place, with
+ * mm_heap_tx_write, or either, write by write. */
+enum { TW_ADD, TW_WRITE, TW_MIXED };
+
+/* The open transaction, as its child sees it. */
+#define TSTAGED 32
+struct ttx {
+  mm_heap_t *h;
+  struct tchild *me;
+  uint64_t *x;
+  int durable, mode;
+  uint64_t soff[TSTAGED], slen[TSTAGED]; /* ranges staged with tx_write */
+  int ns;                                /* (more than TSTAGED: all are) */
+  uint64_t writes0;
+};
+
+static void tbegin(struct ttx *t, mm_heap_t *h, struct tchild *me, uint64_t *x,
+                   unsigned flags) {
   mm_heap_tx_opts_t o = {.flags = flags, .timeout_ms = 20000};
+  memset(t, 0, sizeof *t);
+  t->h = h, t->me = me, t->x = x;
+  t->durable = (flags & MM_HEAP_TX_DURABLE) != 0; /* the heap is not durable */
+  unsigned c = (unsigned)(xs(x) % 100);
+  if (t->durable) /* mostly write-ahead */
+    t->mode = c < 45 ? TW_WRITE : c < 75 ? TW_MIXED : TW_ADD;
+  else /* tx_write is tx_add and memcpy here */
+    t->mode = c < 15 ? TW_WRITE : c < 30 ? TW_MIXED : TW_ADD;
+  t->writes0 = atomic_load(&me->tx_writes);
   ph(me, PH_BEGIN);
   CK(me, mm_heap_tx_begin(h, &o));
   ph(me, PH_BODY);
   atomic_fetch_add(&me->txs, 1);
+}
+
+/* Does [off, off+len) meet a range this durable transaction staged? Its
+ * bytes in the heap are then not what the commit will leave. */
+static int tstaged(const struct ttx *t, uint64_t off, uint64_t len) {
+  if (t->ns > TSTAGED) return 1;
+  for (int i = 0; i < t->ns; i++)
+    if (t->soff[i] < off + len && off < t->soff[i] + t->slen[i]) return 1;
+  return 0;
+}
+
+static void tstage(struct ttx *t, uint64_t off, uint64_t len) {
+  atomic_fetch_add(&t->me->tx_writes, 1);
+  if (!t->durable) return; /* written at once */
+  if (t->ns < TSTAGED) t->soff[t->ns] = off, t->slen[t->ns] = len;
+  t->ns++;
+}
+
+/* Write len bytes from src (perhaps in the heap, perhaps p itself) at p in
+ * the open transaction: with mm_heap_tx_write, or declared and written in
+ * place. A staged range is staged again: the staged writes land last, so
+ * an in-place write there would be lost. The caller keeps its own copy of
+ * what it wrote: a durable transaction's staged bytes reach the heap at
+ * commit. */
+static void tput(struct ttx *t, void *p, const void *src, uint64_t len) {
+  uint64_t off = mm_heap_off(t->h, p);
+  int staged = t->mode == TW_WRITE || (t->mode == TW_MIXED && xs(t->x) % 2) ||
+               (t->durable && tstaged(t, off, len));
+  if (!staged) {
+    TXADD(t->me, t->h, p, len);
+    memmove(p, src, (size_t)len);
+    return;
+  }
+  CK(t->me, mm_heap_tx_write(t->h, off, src, len));
+  tstage(t, off, len);
+}
+
+/* Fill a node allocated in this transaction: in place (fresh memory needs
+ * no declaring), or, in a durable transaction that stages, with one
+ * tx_write when it is small. */
+static void tnode_new(struct ttx *t, uint64_t n, uint64_t seq, uint64_t size, uint64_t next) {
+  static uint64_t buf[4096 / 8];
+  int staged = t->durable && size <= sizeof buf &&
+               (t->mode == TW_WRITE || (t->mode == TW_MIXED && xs(t->x) % 2));
+  struct tnode *nd = staged ? (struct tnode *)buf : mm_heap_ptr(t->h, n);
+  node_fill(nd, seq, size);
+  nd->next = next;
+  if (!staged) return;
+  CK(t->me, mm_heap_tx_write(t->h, n, buf, size));
+  tstage(t, n, size);
+}
+
+static void tfinish(struct ttx *t) {
+  struct tchild *me = t->me;
+  if (xs(t->x) % 100 < 8) { /* abort on purpose */
+    ph(me, PH_ABORT);
+    CK(me, mm_heap_tx_abort(t->h));
+    ph(me, PH_IDLE);
+    return;
+  }
+  tpark.n = 0, tpark.durable = t->durable;
+  ph(me, PH_COMMIT);
+  CK(me, mm_heap_tx_commit(t->h));
+  atomic_fetch_add(&me->commits, 1); /* before leaving the commit phase */
+  ph(me, PH_IDLE);
+  if (t->durable) {
+    atomic_fetch_add(&me->durable_commits, 1);
+    if (atomic_load(&me->tx_writes) != t->writes0) atomic_fetch_add(&me->staged_commits, 1);
+  }
 }
 
 /* Inside a transaction, a dead process's transaction has been rolled back:
@@ -1159,89 +1218,104 @@ static void tverify(mm_heap_t *h, struct troot *r, struct tchild *me, int walk) 
           n ? "+" : "", r->count);
 }
 
-static void tfinish(mm_heap_t *h, struct tchild *me, uint64_t *x) {
-  if (xs(x) % 100 < 8) { /* abort on purpose */
-    ph(me, PH_ABORT);
-    CK(me, mm_heap_tx_abort(h));
-    ph(me, PH_IDLE);
-    return;
-  }
-  ph(me, PH_COMMIT);
-  CK(me, mm_heap_tx_commit(h));
-  atomic_fetch_add(&me->commits, 1); /* before leaving the commit phase */
-  ph(me, PH_IDLE);
-}
-
-#define TXADD(me, h, p, len) CK(me, mm_heap_tx_add_ptr((h), (p), (len)))
-
-static void t_transfer(mm_heap_t *h, struct troot *r, struct tchild *me, uint64_t *x,
+static void t_transfer(mm_heap_t *h, struct troot *r, struct tchild *me, int k, uint64_t *x,
                        unsigned flags) {
-  tbegin(h, me, flags);
+  struct ttx t;
+  tbegin(&t, h, me, x, flags);
   tverify(h, r, me, 0);
-  TXADD(me, h, &r->committed, 8);
-  r->committed++;
+  /* Own copies: staged writes show in the heap only after the commit. */
+  int64_t bal[NACC];
+  memcpy(bal, r->bal, sizeof bal);
+  uint64_t committed = r->committed + 1;
+  tput(&t, &r->committed, &committed, 8);
   int m = 1 + (int)(xs(x) % 6);
-  for (int k = 0; k < m; k++) {
+  for (int n = 0; n < m; n++) {
     int i = (int)(xs(x) % NACC), j = (i + 1 + (int)(xs(x) % (NACC - 1))) % NACC;
     int64_t amt = (int64_t)(xs(x) % 100);
-    TXADD(me, h, &r->bal[i], 8);
-    r->bal[i] -= amt; /* the sum is off until the next line */
-    TXADD(me, h, &r->bal[j], 8);
-    r->bal[j] += amt;
+    bal[i] -= amt;
+    tput(&t, &r->bal[i], &bal[i], 8); /* the sum is off until the next write */
+    bal[j] += amt;
+    tput(&t, &r->bal[j], &bal[j], 8);
   }
-  tfinish(h, me, x);
+  if (xs(x) % 5 == 0) tput(&t, r->bal, bal, sizeof bal); /* all of them again */
+  if (t.durable && xs(x) % 4 == 0) {
+    /* This child's scratch slots, written as they are: the record holds
+     * them now, and t_scratch changes them later outside any transaction.
+     * Recovery after a kill (the same boot) writes again only a commit cut
+     * short: never this record over those later changes. */
+    tput(&t, &r->scratch[k * NSCR], &r->scratch[k * NSCR], NSCR * 8);
+  }
+  tfinish(&t);
 }
 
-static void t_list(mm_heap_t *h, struct troot *r, struct tchild *me, uint64_t *x) {
-  tbegin(h, me, 0);
+static void t_list(mm_heap_t *h, struct troot *r, struct tchild *me, uint64_t *x,
+                   unsigned flags) {
+  static uint64_t buf[4096 / 8];
+  struct ttx t;
+  tbegin(&t, h, me, x, flags);
   tverify(h, r, me, xs(x) % 8 == 0);
-  TXADD(me, h, &r->head, 16);
-  TXADD(me, h, &r->committed, 8);
-  r->committed++;
+  uint64_t hc[2] = {r->head, r->count}, committed = r->committed + 1; /* own copies */
+  tput(&t, &r->committed, &committed, 8);
   int m = 1 + (int)(xs(x) % 3);
   for (int k = 0; k < m; k++) {
     unsigned c = (unsigned)(xs(x) % 100);
-    if (r->count < 4 || (r->count < 96 && c < 45)) { /* push */
+    struct tnode *hd = hc[0] ? mm_heap_ptr(h, hc[0]) : NULL;
+    /* A node with staged writes is neither freed nor moved in this
+     * transaction: the writes would land in a freed block. */
+    int hd_staged = hd && tstaged(&t, hc[0], sizeof *hd);
+    if (hc[1] < 4 || (hc[1] < 96 && c < 45)) { /* push */
       uint64_t size = pick_size(x), n;
       if (c % 4 == 0)
         CK(me, mm_heap_zalloc(h, size, &n));
       else
         CK(me, mm_heap_alloc(h, size, &n));
-      struct tnode *nd = mm_heap_ptr(h, n);
-      node_fill(nd, xs(x), size);
-      nd->next = r->head;
-      r->head = n;
-      r->count++;
-    } else if (c < 60 && r->head &&
-               MM_HEAP_PTR(h, r->head, struct tnode)->size <= CHUNK) {
+      tnode_new(&t, n, xs(x), size, hc[0]);
+      hc[0] = n;
+      hc[1]++;
+    } else if (c < 52 && hd && !hd_staged && hd->size <= CHUNK) {
       /* Realloc the head node. Declare the old node first: resized in
        * place, its bytes are rewritten; moved, the new block is the
        * transaction's own and the old one is freed at commit. */
-      uint64_t n = r->head, size = pick_size(x);
-      struct tnode *nd = mm_heap_ptr(h, n);
+      uint64_t n = hc[0], size = pick_size(x);
+      struct tnode *nd = hd;
       uint64_t next = nd->next;
       TXADD(me, h, nd, nd->size);
       CK(me, mm_heap_realloc(h, &n, size));
       nd = mm_heap_ptr(h, n);
       if (nd->next != next || nd->magic != NODE_MAGIC) cfail(me, "realloc lost the node's header");
       node_fill(nd, xs(x), size);
-      r->head = n;
-    } else if (r->head) { /* pop */
-      uint64_t n = r->head;
-      struct tnode *nd = mm_heap_ptr(h, n);
-      if (nd->magic != NODE_MAGIC) cfail(me, "pop: bad magic");
-      r->head = nd->next;
-      r->count--;
+      hc[0] = n;
+    } else if (c < 60 && hd && !hd_staged) {
+      /* Rewrite a node near the head with a new seq and payload, in one
+       * write (staged in a durable transaction that stages). Not a node
+       * staged in this transaction: its bytes are not in the heap yet. */
+      uint64_t n = hc[0];
+      for (uint64_t s = xs(x) % 4; s; s--) {
+        uint64_t nx = MM_HEAP_PTR(h, n, struct tnode)->next;
+        if (!nx || tstaged(&t, nx, sizeof(struct tnode))) break;
+        n = nx;
+      }
+      struct tnode *nd = mm_heap_ptr(h, n), *b = (struct tnode *)buf;
+      if (nd->size > sizeof buf || tstaged(&t, n, nd->size)) continue;
+      node_fill(b, xs(x), nd->size);
+      b->next = nd->next;
+      tput(&t, nd, b, nd->size);
+    } else if (hd && !hd_staged) { /* pop */
+      uint64_t n = hc[0];
+      if (hd->magic != NODE_MAGIC) cfail(me, "pop: bad magic");
+      hc[0] = hd->next;
+      hc[1]--;
       CK(me, mm_heap_free(h, n));
     }
   }
-  if (r->head) {
-    CK(me, mm_heap_name_set(h, "head", r->head));
+  tput(&t, &r->head, hc, sizeof hc);
+  if (hc[0]) {
+    CK(me, mm_heap_name_set(h, "head", hc[0]));
   } else {
     int rc = mm_heap_name_del(h, "head");
     if (rc && rc != -ENOENT) cfail(me, "name_del: %s", mm_errname(rc));
   }
-  tfinish(h, me, x);
+  tfinish(&t);
 }
 
 static void t_scratch(mm_heap_t *h, struct troot *r, struct tchild *me, int k, uint64_t *x) {
@@ -1265,6 +1339,8 @@ static void t_scratch(mm_heap_t *h, struct troot *r, struct tchild *me, int k, u
   ph(me, PH_IDLE);
 }
 
+/* park: 1 inside a transaction, 2 outside, 3 in a durable commit after
+ * one of its msyncs (chosen at random, the first to the third). */
 static __attribute__((noreturn)) void torture_child(const char *path, struct tchild *me,
                                                     int k, uint64_t seed, int park) {
   ph(me, PH_OPEN);
@@ -1278,11 +1354,16 @@ static __attribute__((noreturn)) void torture_child(const char *path, struct tch
   ph(me, PH_IDLE);
   atomic_store(&me->ready, 1);
   uint64_t x = seed | 1;
-  long park_at = park ? (long)(xs(&x) % 30) : -1;
+  long park_at = park == 1 || park == 2 ? (long)(xs(&x) % 30) : -1;
+  if (park == 3) {
+    tpark.me = me, tpark.want = PH_COMMIT, tpark.at = 1 + (int)(xs(&x) % 3);
+    mm__sys_msync_hook(tpark_hook, NULL);
+  }
   for (long n = 0;; n++) {
     if (n == park_at) {
       if (park == 1) { /* half a transfer and a pushed node, then wait */
-        tbegin(h, me, 0);
+        struct ttx t;
+        tbegin(&t, h, me, &x, 0);
         TXADD(me, h, &r->committed, 8);
         r->committed++;
         TXADD(me, h, &r->bal[0], 8);
@@ -1302,15 +1383,42 @@ static __attribute__((noreturn)) void torture_child(const char *path, struct tch
       for (;;) pause();
     }
     unsigned c = (unsigned)(xs(&x) % 100);
-    if (c < 40)
-      t_transfer(h, r, me, &x, 0);
+    if (c < 33)
+      t_transfer(h, r, me, k, &x, 0);
     else if (c < 44)
-      t_transfer(h, r, me, &x, MM_HEAP_TX_DURABLE);
-    else if (c < 80)
-      t_list(h, r, me, &x);
-    else
+      t_transfer(h, r, me, k, &x, MM_HEAP_TX_DURABLE);
+    else if (c < 71)
+      t_list(h, r, me, &x, 0);
+    else if (c < 79)
+      t_list(h, r, me, &x, MM_HEAP_TX_DURABLE);
+    else if (c < 80) {
+      ph(me, PH_SYNC);
+      CK(me, mm_heap_sync(h));
+      ph(me, PH_IDLE);
+    } else {
       t_scratch(h, r, me, k, &x);
+    }
   }
+}
+
+/* A process that opens the heap after the kill, so recovers it (the log may
+ * hold commit records and a dead transaction), and is killed: parked after
+ * the at-th msync of its mm_heap_open, or, with at 0, whenever the kill
+ * comes. */
+static __attribute__((noreturn)) void torture_recoverer(const char *path, struct tchild *me,
+                                                        int at) {
+  if (at) {
+    tpark.me = me, tpark.want = PH_OPEN, tpark.at = at, tpark.n = 0;
+    mm__sys_msync_hook(tpark_hook, NULL);
+  }
+  ph(me, PH_OPEN);
+  mm_heap_t *h = NULL;
+  mm_heap_opts_t o = {.lock_timeout_ms = 20000};
+  CK(me, mm_heap_open(&h, path, &o));
+  atomic_store(&me->open_syncs, tpark.n);
+  ph(me, PH_RECOVERED);
+  atomic_store(&me->ready, 1);
+  for (;;) pause();
 }
 
 /* Allocations undone after a random history: plain allocs and frees of
@@ -1526,16 +1634,19 @@ TEST_T(heap_tx_torture, 60) {
     ts.objects_slack = in.objects - 2 + 2; /* the library's own now, plus 2 */
     ASSERT_OK(mm_heap_close(h));
   }
-  struct tshm *shm = shared_page(sizeof(struct tshm));
-  unsigned long hist[PH__N] = {0};
+  struct tshm *shm = mm_test_shared_page(sizeof(struct tshm));
+  unsigned long hist[PH__N] = {0}, parked_at[4] = {0}, recovered_syncs = 0;
   long killed = 0, rounds = 0;
-  uint64_t commits_total = 0, txs_total = 0;
-  double t_start = now();
+  uint64_t commits_total = 0, txs_total = 0, durable_total = 0, staged_total = 0, writes_total = 0;
+  double t_start = mm_test_now();
   while (killed < kills) {
     int round = (int)rounds++;
     memset(shm, 0, sizeof *shm);
     int nchild = (round % 4 == 1 && kills - killed >= 2) ? 2 : 1;
-    int park = nchild == 1 ? (round % 10 == 3 ? 1 : round % 10 == 7 ? 2 : 0) : 0;
+    /* Parked: 1 in a transaction, 2 outside, 3 in a durable commit after
+     * one of its msyncs. */
+    int park = nchild == 1 ? (round % 10 == 3 ? 1 : round % 10 == 7 ? 2
+                              : round % 10 == 5 || round % 10 == 9 ? 3 : 0) : 0;
     int early = !park && xs(&x) % 8 == 0; /* kill during open / recovery */
     pid_t pid[2];
     for (int k = 0; k < nchild; k++) {
@@ -1546,17 +1657,17 @@ TEST_T(heap_tx_torture, 60) {
       if (pid[k] == 0) torture_child(path, &shm->c[k], k, cseed, park);
     }
     if (park) {
-      int want = park == 1 ? PH_PARK_IN : PH_PARK_OUT;
-      double t0 = now();
+      int want = park == 1 ? PH_PARK_IN : park == 2 ? PH_PARK_OUT : PH_PARK_COMMIT;
+      double t0 = mm_test_now();
       while (atomic_load(&shm->c[0].phase) != want) {
-        if (atomic_load(&shm->c[0].failed) || now() - t0 > 20) break;
+        if (atomic_load(&shm->c[0].failed) || mm_test_now() - t0 > 20) break;
         usleep(200);
       }
     } else if (!early) {
-      double t0 = now();
+      double t0 = mm_test_now();
       for (int k = 0; k < nchild; k++)
         while (!atomic_load(&shm->c[k].ready) && !atomic_load(&shm->c[k].failed) &&
-               now() - t0 < 20)
+               mm_test_now() - t0 < 20)
           usleep(100);
       usleep((useconds_t)(xs(&x) % 20001));
     } else {
@@ -1583,12 +1694,49 @@ TEST_T(heap_tx_torture, 60) {
       snprintf(where + strlen(where), sizeof where - strlen(where), "%s%s", k ? " and " : "",
                ph_name[p]);
       killed++;
-      in_commit += p == PH_COMMIT;
+      in_commit += p == PH_COMMIT || p == PH_PARK_COMMIT;
+      if (p == PH_PARK_COMMIT) parked_at[atomic_load(&c->parked_at) & 3]++;
       if (p == PH_SCRATCH) ts.leaks_allowed++;
       commits += atomic_load(&c->commits);
       txs_total += atomic_load(&c->txs);
+      durable_total += atomic_load(&c->durable_commits);
+      staged_total += atomic_load(&c->staged_commits);
+      writes_total += atomic_load(&c->tx_writes);
     }
     commits_total += commits;
+    if (round % 3 == 2 && killed < kills) {
+      /* Another process recovers the heap the dead left (its log may hold
+       * commit records and a transaction cut short) and is killed in turn:
+       * parked after the first or second msync of its mm_heap_open, or
+       * whenever the kill comes. It commits nothing. */
+      struct tchild *c = &shm->c[0];
+      memset(c, 0, sizeof *c);
+      int at = (int)(xs(&x) % 3);
+      fflush(NULL);
+      pid_t rp = fork();
+      if (rp < 0) FAIL("fork: %s", strerror(errno));
+      if (rp == 0) torture_recoverer(path, c, at);
+      double t0 = mm_test_now();
+      if (at)
+        while (atomic_load(&c->phase) != PH_PARK_RECOVERY && !atomic_load(&c->ready) &&
+               !atomic_load(&c->failed) && mm_test_now() - t0 < 20)
+          usleep(100);
+      else
+        usleep((useconds_t)(xs(&x) % 3001));
+      kill(rp, SIGKILL);
+      int st = 0;
+      while (waitpid(rp, &st, 0) < 0 && errno == EINTR) {
+      }
+      if (atomic_load(&c->failed)) FAIL("round %d: the recovering process failed: %s", round, c->msg);
+      if (!WIFSIGNALED(st) || WTERMSIG(st) != SIGKILL)
+        FAIL("round %d: the recovering process ended with status %d before the kill", round, st);
+      int p = atomic_load(&c->phase);
+      hist[p]++;
+      recovered_syncs += p == PH_RECOVERED && atomic_load(&c->open_syncs) > 0;
+      snprintf(where + strlen(where), sizeof where - strlen(where),
+               ", then a recovering process %s", ph_name[p]);
+      killed++;
+    }
     torture_verify(path, &ts, commits, in_commit, round, where);
   }
   unsigned long in_tx = 0, out_tx = 0;
@@ -1599,11 +1747,19 @@ TEST_T(heap_tx_torture, 60) {
       out_tx += hist[p];
   }
   fprintf(stderr, "# heap_tx_torture: %ld kills in %ld rounds, %.1f s; %" PRIu64
-          " transactions begun, %" PRIu64 " commits returned\n", killed, rounds,
-          now() - t_start, txs_total, commits_total);
+          " transactions begun, %" PRIu64 " commits returned (%" PRIu64 " durable, %" PRIu64
+          " of them with tx_write; %" PRIu64 " tx_writes in all)\n", killed, rounds,
+          mm_test_now() - t_start, txs_total, commits_total, durable_total, staged_total,
+          writes_total);
   fprintf(stderr, "# kills mid-transaction: %lu, outside a transaction: %lu\n", in_tx, out_tx);
   for (int p = 0; p < PH__N; p++)
     if (hist[p]) fprintf(stderr, "#   %5lu %s\n", hist[p], ph_name[p]);
+  if (hist[PH_PARK_COMMIT])
+    fprintf(stderr, "# parked in a durable commit after its msync 1, 2, 3: %lu, %lu, %lu\n",
+            parked_at[1], parked_at[2], parked_at[3]);
+  if (hist[PH_RECOVERED])
+    fprintf(stderr, "# recovering processes that finished mm_heap_open: %lu, %lu of them after"
+            " syncing (a checkpoint in recovery)\n", hist[PH_RECOVERED], recovered_syncs);
   fprintf(stderr, "# unreachable live objects at most %" PRIu64 " (%" PRIu64
           " kills inside plain alloc/free)\n", ts.max_excess, ts.leaks_allowed);
   if (kills >= 10) {

@@ -49,9 +49,10 @@
  *
  * Two promises, chosen per heap (MM_HEAP_DURABLE) or per transaction
  * (MM_HEAP_TX_DURABLE / MM_HEAP_TX_NOSYNC):
- *   process-crash atomicity (the default): no msync at all; the page cache
- *     outlives a dead process, so the next process sees exactly the
- *     committed transactions. Survives kill -9, not an OS crash.
+ *   process-crash atomicity (the default): no msync (but in a heap that
+ *     also makes durable commits, a begin may checkpoint: see below); the
+ *     page cache outlives a dead process, so the next process sees exactly
+ *     the committed transactions. Survives kill -9, not an OS crash.
  *   power-loss durability: commit returns once the transaction is on
  *     disk; after that it survives an OS crash or power loss. There are
  *     two ways to change data in a durable transaction:
@@ -64,19 +65,22 @@
  *       before tx_add returns (so before you can change the range), and
  *       commit syncs a record of the ranges' new contents. Each tx_add
  *       costs a sync, the commit one more.
- *     Either commit costs two syncs instead (the data, then the log)
- *     when the transaction allocated, freed or named something, or when
- *     the same thread did so outside a transaction since its last such
- *     commit or mm_heap_sync (it may be publishing an object it filled),
- *     or when any process-crash operation or transaction (alloc, free,
- *     names, tx) committed since the last checkpoint or mm_heap_sync, so
- *     that a durable commit never reaches the disk ahead of changes
- *     committed before it: that commit is also a checkpoint. Other bytes you changed without
- *     declaring them are not part of any transaction: a power loss may
- *     keep the transaction and not them, and until the next checkpoint
- *     recovery after a power loss may write a commit record's bytes over
- *     them. So an object another thread filled must be declared, or
- *     synced (mm_heap_sync), before a transaction publishes it.
+ *     Either commit costs two syncs instead (all of the heap's data,
+ *     then the log with the record) when the transaction allocated, freed
+ *     or named something (the allocator's fresh memory and the objects you
+ *     filled are in no record), when the same thread did so outside a
+ *     transaction since its last such commit or mm_heap_sync (it may be
+ *     publishing an object it filled), or when any process-crash operation
+ *     or transaction committed since the last sync of the whole heap (so a
+ *     durable commit never reaches the disk ahead of changes committed
+ *     before it). A durable tx_write into an object that the same
+ *     transaction frees costs one more sync (it is then made in place,
+ *     before the free). Other bytes you changed without declaring them
+ *     are not part of any transaction: a power loss may keep the
+ *     transaction and not them, and until the next checkpoint recovery
+ *     after a power loss may write a commit record's bytes over them. So
+ *     an object another thread filled must be declared, or synced
+ *     (mm_heap_sync), before a transaction publishes it.
  *   Checkpoints. The records of durable commits stay in the log until the
  *     heap's data is on disk: recovery after an OS crash or power loss
  *     writes every record since the last checkpoint again, in order, and
