@@ -619,6 +619,14 @@ static void undo(mm_heap_t *h, const uint32_t *pos, long n, uint64_t keep) {
   }
 }
 
+/* A change under the lock that no sync covers yet (a process-crash commit,
+ * or a rollback made in memory only): the next durable commit syncs the
+ * data first, so that it never reaches the disk ahead of it, or ahead of a
+ * half-written change that the rollback undid only in memory. */
+static void nosync_count(mm_heap_t *h) {
+  __atomic_store_n(&h->S->nosync_commits, h->S->nosync_commits + 1, __ATOMIC_RELAXED);
+}
+
 /* Undo every entry at or after `keep` (an entry boundary in the tail),
  * newest first, then cut the log back to `keep`. A durable log then syncs
  * what it restored: the entries past `keep` are about to be overwritten or
@@ -632,6 +640,7 @@ static int rollback_to(mm_heap_t *h, uint64_t keep) {
   free(pos);
   int rc = 0;
   if (h->op_sync) rc = mm__sys_msync(h->base, (size_t)heap_size(h), MS_SYNC);
+  else if (n > 0) nosync_count(h); /* restored in memory only */
   __atomic_store_n(&h->L->used, keep, __ATOMIC_RELEASE);
   h->nrecent = 0;
   return rc;
@@ -720,7 +729,9 @@ static int recover(mm_heap_t *h, int same) {
     return MM_ECORRUPT;
   if (fsize < hs) return MM_ETRUNCATED;
   if (!same || replayed || (L->flags & LOG_DURABLE)) return checkpoint(h);
-  /* A process crash in a log of process-crash operations: drop the tail. */
+  /* A process crash in a log of process-crash operations: drop the tail.
+   * What it restored is in memory only, like a process-crash commit. */
+  if (last < used) nosync_count(h);
   __atomic_store_n(&L->used, last, __ATOMIC_RELEASE);
   L->applied = last;
   if (h->boot) L->boot = h->boot;
@@ -816,7 +827,7 @@ static int log_commit(mm_heap_t *h) {
   int rc;
   if (used == tail && h->wlen == 0) return 0;
   if (!h->op_sync) {
-    __atomic_store_n(&S->nosync_commits, S->nosync_commits + 1, __ATOMIC_RELAXED);
+    nosync_count(h);
     if (tail == 0) {
       __atomic_store_n(&L->used, 0, __ATOMIC_RELEASE);
       h->nrecent = 0;

@@ -6,7 +6,10 @@
  * durable transaction returns 0, the transaction survives a power loss; a
  * heap whose machine lost power opens (recovery runs in mm_heap_open),
  * checks clean, and shows every committed transaction and nothing of an
- * uncommitted or aborted one. The process-crash tests (SIGKILL) cannot see
+ * uncommitted or aborted one. A process-crash (non-durable) transaction is
+ * promised nothing after a power loss until a durable commit after it, or
+ * mm_heap_sync, returns: those sync every change committed before them.
+ * The process-crash tests (SIGKILL) cannot see
  * a broken power-loss protocol: the page cache outlives the process. This
  * test models the disk instead, from the semantics of msync(2) alone; it
  * does not know how many syncs the library makes, of what, or in which
@@ -39,20 +42,37 @@
  *   application state (root, every list node and side object, offsets and
  *   bytes) is what it was right after that commit (compared by digests,
  *   part by part, so the report can say which part differs). Then a
- *   durable transaction on the recovered heap commits and the heap checks
- *   clean.
+ *   durable transaction on the recovered heap, half of the time written
+ *   with mm_heap_tx_write, commits, its writes are there, and the heap
+ *   checks clean. Recovery sees another boot (mm__sys_boot_id_set), so it
+ *   writes again every commit record since the last checkpoint.
+ *   No image is taken from the begin of a non-durable transaction that
+ *   changes the compared state until the next durable commit or
+ *   mm_heap_sync returns (see one_tx); the images after that must show it.
  *
  * THE WORKLOAD (one thread, random from a printed seed)
  *   Durable transactions over a root: transfers between accounts, pushes
  *   (alloc in the transaction) and pops (free in the transaction) on a
- *   list, changes to list nodes, realloc of the head node, side objects
- *   linked and unlinked, the name "last" set and deleted; every one adds 1
- *   to the counter; some are aborted after changing things. Between them,
- *   in a heap created MM_HEAP_DURABLE, plain allocs and frees (atomic and
+ *   list, changes to list nodes (bytes, some copied from the heap itself,
+ *   and ids), realloc of the head node, side objects linked and unlinked,
+ *   the name "last" set and deleted; every one adds 1 to the counter; some
+ *   are aborted after changing things; a third of them allocate nothing
+ *   (one-sync commits, whose records pile up in the log). 40% write with
+ *   mm_heap_tx_write instead of tx_add and in place (or mix the two, write
+ *   by write): the bytes land at commit, so the workload reads, and the
+ *   model digests, the heap with its own copy of the staged writes laid
+ *   over it (struct overlay), and the live heap after the commit must be
+ *   exactly that. mm_heap_sync inside transactions (mostly when the log
+ *   holds records) and between them; non-durable transactions
+ *   (MM_HEAP_TX_NOSYNC in the durable heap), some changing the compared
+ *   state (half of those on a log just emptied by mm_heap_sync, so they
+ *   leave no record), some only bytes nothing compares. Between them, in
+ *   a heap created MM_HEAP_DURABLE, plain allocs and frees (atomic and
  *   durable on their own), objects written outside a transaction and made
  *   durable by mm_heap_sync. Two heaps: one created MM_HEAP_DURABLE, one
- *   not, whose transactions are all MM_HEAP_TX_DURABLE (and nothing
- *   happens outside them).
+ *   not, whose transactions are MM_HEAP_TX_DURABLE or not durable (and
+ *   nothing else happens outside them but mm_heap_sync). Power is lost
+ *   more often inside a commit's syncs than elsewhere.
  *
  * THE NEGATIVE CONTROL
  *   The same simulator over a disk that lies about one class of syncs
@@ -153,12 +173,95 @@ static uint64_t hash_bytes(uint64_t h, const void *p, size_t n) {
   return mix(h, n);
 }
 
-/* Is `off` a whole object of ours? With `validate` the heap is asked (an
- * image may be anything); the live process trusts its own offsets. */
-static int obj_ok(mm_heap_t *h, uint64_t off, int validate) {
+static void grow_buf(unsigned char **b, uint64_t *cap, uint64_t need) {
+  if (need <= *cap) return;
+  uint64_t n = *cap ? *cap : 1 << 20;
+  while (n < need) n *= 2;
+  unsigned char *p = realloc(*b, (size_t)n);
+  if (!p) FAIL("out of memory (%" PRIu64 " bytes)", n);
+  memset(p + *cap, 0, (size_t)(n - *cap)); /* never written: zero on disk */
+  *b = p, *cap = n;
+}
+
+/* ---- the transaction's staged writes --------------------------------------- */
+
+/* In a durable transaction mm_heap_tx_write stages its bytes: they reach the
+ * heap at commit, in the order written, after the transaction's in-place
+ * changes (heap.h). Until then the workload reads, and the model digests,
+ * the heap with them laid over it: the overlay is the simulator's own copy
+ * of what the transaction wrote, so the state expected after the commit
+ * does not come from the library. */
+struct overlay {
+  struct ovw { uint64_t off, len, at; } *v; /* at: where its bytes are in b */
+  size_t n, cap;
+  unsigned char *b;
+  uint64_t blen, bcap;
+};
+
+static void ov_clear(struct overlay *ov) { ov->n = 0, ov->blen = 0; }
+
+static void ov_add(struct overlay *ov, uint64_t off, const void *src, uint64_t len) {
+  if (ov->n == ov->cap) {
+    size_t n = ov->cap ? 2 * ov->cap : 64;
+    struct ovw *p = realloc(ov->v, n * sizeof *p);
+    if (!p) FAIL("out of memory");
+    ov->v = p, ov->cap = n;
+  }
+  if (ov->blen + len > ov->bcap) {
+    uint64_t n = ov->bcap ? ov->bcap : 65536;
+    while (n < ov->blen + len) n *= 2;
+    unsigned char *p = realloc(ov->b, (size_t)n);
+    if (!p) FAIL("out of memory");
+    ov->b = p, ov->bcap = n;
+  }
+  memcpy(ov->b + ov->blen, src, (size_t)len);
+  ov->v[ov->n++] = (struct ovw){off, len, ov->blen};
+  ov->blen += len;
+}
+
+static int ov_overlaps(const struct overlay *ov, uint64_t off, uint64_t len) {
+  for (size_t i = 0; ov && i < ov->n; i++)
+    if (ov->v[i].off < off + len && off < ov->v[i].off + ov->v[i].len) return 1;
+  return 0;
+}
+
+/* Lay the staged writes over dst, a copy of [off, off+len). */
+static void ov_apply(const struct overlay *ov, uint64_t off, void *dst, uint64_t len) {
+  for (size_t i = 0; ov && i < ov->n; i++) {
+    const struct ovw *e = &ov->v[i];
+    uint64_t lo = e->off > off ? e->off : off;
+    uint64_t hi = e->off + e->len < off + len ? e->off + e->len : off + len;
+    if (lo < hi)
+      memcpy((unsigned char *)dst + (lo - off), ov->b + e->at + (lo - e->off), (size_t)(hi - lo));
+  }
+}
+
+/* [off, off+len) as the transaction will leave it. */
+static void ov_read(mm_heap_t *h, const struct overlay *ov, uint64_t off, void *dst,
+                    uint64_t len) {
+  memcpy(dst, mm_heap_ptr(h, off), (size_t)len);
+  ov_apply(ov, off, dst, len);
+}
+
+/* The same as a pointer: into the heap when no staged write touches the
+ * range, else to a copy (valid until the next call). */
+static const void *ov_view(mm_heap_t *h, const struct overlay *ov, uint64_t off, uint64_t len) {
+  static unsigned char *buf;
+  static uint64_t cap;
+  if (!ov_overlaps(ov, off, len)) return mm_heap_ptr(h, off);
+  grow_buf(&buf, &cap, len);
+  ov_read(h, ov, off, buf, len);
+  return buf;
+}
+
+/* Is `off` a whole object of ours (its header in *o)? With `validate` the
+ * heap is asked (an image may be anything); the live process trusts its
+ * own offsets. */
+static int obj_ok(mm_heap_t *h, const struct overlay *ov, uint64_t off, int validate,
+                  struct pobj *o) {
   if (!off || off % MM_HEAP_ALIGN) return 0;
   if (validate && !mm_heap_valid(h, off, sizeof(struct pobj))) return 0;
-  const struct pobj *o = mm_heap_ptr(h, off);
+  ov_read(h, ov, off, o, sizeof *o);
   if (o->magic != OBJ_MAGIC || o->size < sizeof *o) return 0;
   return !validate || mm_heap_valid(h, off, o->size);
 }
@@ -174,8 +277,11 @@ struct pstate {
   uint64_t side[NSIDE];
 };
 
-/* Walk the application state into *st: 0, or -1 with what is wrong in msg. */
-static int app_state(mm_heap_t *h, int validate, struct pstate *st, char *msg, size_t cap) {
+/* Walk the application state into *st: 0, or -1 with what is wrong in msg.
+ * ov (may be NULL): the open transaction's staged writes, to digest the
+ * state its commit will leave. */
+static int app_state(mm_heap_t *h, const struct overlay *ov, int validate, struct pstate *st,
+                     char *msg, size_t cap) {
   memset(st, 0, sizeof *st);
   uint64_t ro = mm_heap_root(h), named = 0;
   if (!ro) return snprintf(msg, cap, "no root"), -1;
@@ -185,7 +291,9 @@ static int app_state(mm_heap_t *h, int validate, struct pstate *st, char *msg, s
   if (rc != 0 || named != ro)
     return snprintf(msg, cap, "the name \"root\" gives %s %" PRIu64 ", the root is %" PRIu64,
                     mm_errname(rc), named, ro), -1;
-  const struct proot *r = mm_heap_ptr(h, ro);
+  struct proot rbuf;
+  const struct proot *r = &rbuf;
+  ov_read(h, ov, ro, &rbuf, sizeof rbuf);
   if (r->magic != ROOT_MAGIC)
     return snprintf(msg, cap, "the root's magic is %016" PRIx64, r->magic), -1;
   st->commits = r->commits;
@@ -201,19 +309,19 @@ static int app_state(mm_heap_t *h, int validate, struct pstate *st, char *msg, s
     return snprintf(msg, cap, "mm_heap_name_get(\"last\"): %s", mm_errname(rc)), -1;
   if (rc == -ENOENT) last = 0;
   st->root = mix(hash_bytes(mix(0, ro), r, sizeof *r), last);
+  struct pobj o;
   for (uint64_t off = r->head; off;) {
     if (n == r->len)
       return snprintf(msg, cap, "the list is longer than its length %" PRIu64
                       " (commit counter %" PRIu64 ")", r->len, r->commits), -1;
-    if (!obj_ok(h, off, validate))
+    if (!obj_ok(h, ov, off, validate, &o))
       return snprintf(msg, cap, "list node %" PRIu64 " (at %" PRIu64 ") is not a whole node"
                       " (commit counter %" PRIu64 ")", n, off, r->commits), -1;
-    const struct pobj *o = mm_heap_ptr(h, off);
     last_seen |= off == last;
     uint64_t k = n < NODE_DIGS ? n : NODE_DIGS;
-    st->node[k] = hash_bytes(mix(st->node[k], off), o, o->size);
+    st->node[k] = hash_bytes(mix(st->node[k], off), ov_view(h, ov, off, o.size), o.size);
     n++;
-    off = o->next;
+    off = o.next;
   }
   if (n != r->len)
     return snprintf(msg, cap, "the list has %" PRIu64 " nodes, its length says %" PRIu64
@@ -224,11 +332,10 @@ static int app_state(mm_heap_t *h, int validate, struct pstate *st, char *msg, s
                     last), -1;
   for (int i = 0; i < NSIDE; i++) {
     if (!r->side[i]) continue;
-    if (!obj_ok(h, r->side[i], validate))
+    if (!obj_ok(h, ov, r->side[i], validate, &o))
       return snprintf(msg, cap, "side object %d (at %" PRIu64 ") is not a whole object"
                       " (commit counter %" PRIu64 ")", i, r->side[i], r->commits), -1;
-    const struct pobj *o = mm_heap_ptr(h, r->side[i]);
-    st->side[i] = hash_bytes(mix(0, r->side[i]), o, o->size);
+    st->side[i] = hash_bytes(mix(0, r->side[i]), ov_view(h, ov, r->side[i], o.size), o.size);
   }
   return 0;
 }
@@ -300,25 +407,48 @@ static int check_clean(mm_heap_t *h, char *msg, size_t cap, const char *when) {
   return -1;
 }
 
-/* Push a node in a durable transaction: the recovered heap must work. */
-static int after_recovery_tx(mm_heap_t *h, char *msg, size_t cap) {
+/* Push a node in a durable transaction: the recovered heap must work. With
+ * `staged` the node, the counter and the link are written with
+ * mm_heap_tx_write, and must be in the heap once the commit returns. */
+static int after_recovery_tx(mm_heap_t *h, int staged, char *msg, size_t cap) {
   mm_heap_tx_opts_t o = {.flags = MM_HEAP_TX_DURABLE};
   uint64_t ro = mm_heap_root(h), n = 0;
+  struct proot *r = mm_heap_ptr(h, ro);
+  uint64_t commits = r->commits, link[3];
+  unsigned char node[200];
   int rc = mm_heap_tx_begin(h, &o);
-  if (rc == 0) rc = mm_heap_alloc(h, 200, &n);
-  if (rc == 0) rc = mm_heap_tx_add(h, ro + offsetof(struct proot, commits), 8);
-  if (rc == 0) rc = mm_heap_tx_add(h, ro + offsetof(struct proot, head), 24);
+  if (rc == 0) rc = mm_heap_alloc(h, sizeof node, &n);
   if (rc == 0) {
-    struct proot *r = mm_heap_ptr(h, ro);
-    struct pobj *p = mm_heap_ptr(h, n);
-    memset(p, 0x77, 200);
-    p->next = r->head, p->id = r->next_id++, p->size = 200, p->magic = OBJ_MAGIC;
-    r->head = n, r->len++, r->commits++;
+    struct pobj *p = (struct pobj *)node;
+    memset(node, 0x77, sizeof node);
+    p->next = r->head, p->id = r->next_id, p->size = sizeof node, p->magic = OBJ_MAGIC;
+    link[0] = n, link[1] = r->len + 1, link[2] = r->next_id + 1;
+    commits++;
+  }
+  if (rc == 0 && staged) {
+    rc = mm_heap_tx_write(h, n, node, sizeof node);
+    if (rc == 0) rc = mm_heap_tx_write(h, ro + offsetof(struct proot, commits), &commits, 8);
+    if (rc == 0) rc = mm_heap_tx_write(h, ro + offsetof(struct proot, head), link, sizeof link);
+  } else if (rc == 0) {
+    rc = mm_heap_tx_add(h, ro + offsetof(struct proot, commits), 8);
+    if (rc == 0) rc = mm_heap_tx_add(h, ro + offsetof(struct proot, head), 24);
+    if (rc == 0) {
+      memcpy(mm_heap_ptr(h, n), node, sizeof node);
+      r->commits = commits;
+      memcpy(&r->head, link, sizeof link);
+    }
+  }
+  if (rc == 0) {
     rc = mm_heap_tx_commit(h);
   } else if (mm_heap_tx_active(h)) {
     mm_heap_tx_abort(h);
   }
-  if (rc) return snprintf(msg, cap, "a transaction after recovery: %s", mm_errname(rc)), -1;
+  if (rc)
+    return snprintf(msg, cap, "a transaction%s after recovery: %s",
+                    staged ? " with mm_heap_tx_write" : "", mm_errname(rc)), -1;
+  if (r->commits != commits || r->head != n || memcmp(mm_heap_ptr(h, n), node, sizeof node))
+    return snprintf(msg, cap, "a transaction%s after recovery committed, but its writes are"
+                    " not in the heap", staged ? " with mm_heap_tx_write" : ""), -1;
   return check_clean(h, msg, cap, "after a transaction on the recovered heap");
 }
 
@@ -335,7 +465,7 @@ static void check_image(const char *path, const struct creq *q, struct cresp *a)
   if (check_clean(h, a->msg, sizeof a->msg, "after recovery")) goto out;
   a->stage = 3;
   struct pstate st;
-  if (app_state(h, 1, &st, a->msg, sizeof a->msg)) goto out;
+  if (app_state(h, NULL, 1, &st, a->msg, sizeof a->msg)) goto out;
   uint64_t c = st.commits;
   a->commits = c;
   a->stage = 4;
@@ -359,7 +489,7 @@ static void check_image(const char *path, const struct creq *q, struct cresp *a)
     goto out;
   }
   a->stage = 6;
-  if (after_recovery_tx(h, a->msg, sizeof a->msg)) goto out;
+  if (after_recovery_tx(h, (int)(c & 1), a->msg, sizeof a->msg)) goto out;
   a->ok = 1;
 out:
   mm_heap_close(h);
@@ -469,7 +599,7 @@ struct sim {
   uint64_t dirtycap;
   int lie;
   uint64_t lie_n;
-  unsigned wb_pct, crash_pct, crash_sync_pct; /* per point */
+  unsigned wb_pct, crash_pct, crash_sync_pct, crash_commit_pct; /* per point */
   /* What an image taken now must show. */
   uint64_t returned; /* commits that returned 0 */
   int in_commit;
@@ -483,6 +613,11 @@ struct sim {
   struct checker ck;
   /* Counts. */
   uint64_t syncs, applied, lied, wbpages, images, bad, inflight, inflight_new;
+  uint64_t commit_syncs; /* msyncs seen in the commit under way */
+  int unsafe;       /* a non-durable commit may not be on disk: no images */
+  uint64_t skipped; /* images not taken so */
+  uint64_t records; /* commits made with one sync since the last msync of the
+                       whole heap: a guess at the records in the log */
   uint64_t by_stage[8];
   int stop_on_bad, quiet;
 };
@@ -494,16 +629,6 @@ static uint64_t file_len(struct sim *s) {
   if (fstat(s->fd, &st)) FAIL("fstat: %s", strerror(errno));
   uint64_t n = (uint64_t)st.st_size;
   return n > MAXSZ ? MAXSZ : n;
-}
-
-static void grow_buf(unsigned char **b, uint64_t *cap, uint64_t need) {
-  if (need <= *cap) return;
-  uint64_t n = *cap ? *cap : 1 << 20;
-  while (n < need) n *= 2;
-  unsigned char *p = realloc(*b, (size_t)n);
-  if (!p) FAIL("out of memory (%" PRIu64 " bytes)", n);
-  memset(p + *cap, 0, (size_t)(n - *cap)); /* never written: zero on disk */
-  *b = p, *cap = n;
 }
 
 static void hist_set(struct sim *s, uint64_t k, const struct pstate *st) {
@@ -557,6 +682,10 @@ static void keep_image(struct sim *s, uint64_t len) {
 /* Power is lost now: build the disk's image and have it checked. Pages in
  * [slo, shi) belong to an msync under way: about half of them made it. */
 static void take_image(struct sim *s, const char *where, uint64_t slo, uint64_t shi) {
+  if (s->unsafe) {
+    s->skipped++;
+    return;
+  }
   static const unsigned pm_of_mode[4] = {0, 10, 50, 100};
   uint64_t flen = file_len(s), len = s->dlen;
   if (flen > len && srnd(s) % 2) len = flen;
@@ -627,10 +756,13 @@ static void msync_hook(void *arg, void *addr, size_t len, int flags, int result)
   end = (end + s->pg - 1) / s->pg * s->pg;
   if (end > flen) end = flen;
   s->syncs++;
+  s->commit_syncs += s->in_commit;
   /* Power lost while this msync was under way. */
   writeback(s);
-  if (srnd(s) % 1000 < s->crash_sync_pct) take_image(s, "inside an msync", off, end);
+  unsigned pm = s->in_commit ? s->crash_commit_pct : s->crash_sync_pct;
+  if (srnd(s) % 1000 < pm) take_image(s, "inside an msync", off, end);
   if (result != 0 || !(flags & MS_SYNC) || off >= end) return;
+  if (off == 0) s->records = 0; /* a checkpoint, or a sync of the data */
   if (s->lie == LIE_ALTERNATE && s->lie_n++ % 2) {
     s->lied++;
     return;
@@ -643,33 +775,69 @@ static void msync_hook(void *arg, void *addr, size_t len, int flags, int result)
   memcpy(s->D + off, s->base + off, (size_t)(end - off));
   if (flen > s->dlen) s->dlen = flen; /* msync is fdatasync: the length too */
   s->applied++;
-  if (srnd(s) % 1000 < s->crash_sync_pct) take_image(s, "just after an msync", 0, 0);
+  if (srnd(s) % 1000 < pm) take_image(s, "just after an msync", 0, 0);
 }
 
 /* ---- the workload ---------------------------------------------------------- */
+
+#define NJUNK 3          /* objects only the non-durable transactions change */
+#define STAGE_MAX 4096   /* the largest new object filled by one tx_write */
+
+/* How a transaction writes: declared (tx_add) and in place, staged
+ * (tx_write), or either, chosen write by write. */
+enum { WM_ADD, WM_WRITE, WM_MIXED };
+static const char *const wm_name[] = {"tx_add", "tx_write", "tx_add and tx_write"};
 
 struct work {
   struct sim *s;
   mm_heap_t *h;
   uint64_t x, ro;
   int durable_heap;
-  uint64_t temps[NTEMP];
+  uint64_t temps[NTEMP], tsize[NTEMP];
+  uint64_t junk[NJUNK], jsize[NJUNK]; /* made at the start; never compared */
   uint64_t pending;      /* a side object allocated outside a transaction */
   int pending_written;   /* ... already written and synced */
   uint64_t defer[NSIDE]; /* side objects to free once the transaction commits */
   int ndefer;
   int declare_new; /* tx_add fresh allocations too (MM_POWER_DECLARE_NEW) */
+  int durable_tx;  /* the open transaction is durable: its tx_writes are staged */
+  int wmode;       /* how it writes (WM_*) */
+  int nosync_last; /* the last non-durable transaction aborted */
+  struct overlay ov; /* its staged writes */
+  unsigned char *buf; /* bytes being built */
+  uint64_t bcap;
   char what[256];  /* what the current transaction or operation did so far */
   uint64_t committed, aborted, efull, pushes, pops, plain;
+  uint64_t staged_commits, one_sync, tx_writes, nosync, nosync_data, syncs_in_tx, syncs_in_tx_rec;
+  uint64_t syncs_between;
 };
 
 static uint64_t wrnd(struct work *w) { return xs(&w->x); }
 #define ROOT(w) MM_HEAP_PTR((w)->h, (w)->ro, struct proot)
 #define P(w, where) sim_point((w)->s, (where))
 
+/* The state the open transaction's commit will leave (with no transaction
+ * open, the heap's). */
 static void live_state(struct work *w, struct pstate *st) {
   char msg[480];
-  if (app_state(w->h, 0, st, msg, sizeof msg)) FAIL("the live heap: %s", msg);
+  if (app_state(w->h, &w->ov, 0, st, msg, sizeof msg)) FAIL("the live heap: %s", msg);
+}
+
+/* Reads through the staged writes: code that reads back what it wrote in
+ * the same transaction sees its own tx_writes. */
+static void rd(struct work *w, uint64_t off, void *dst, uint64_t len) {
+  ov_read(w->h, &w->ov, off, dst, len);
+}
+
+static uint64_t rd64(struct work *w, uint64_t off) {
+  uint64_t v;
+  rd(w, off, &v, 8);
+  return v;
+}
+
+static unsigned char *wbuf(struct work *w, uint64_t len) {
+  grow_buf(&w->buf, &w->bcap, len);
+  return w->buf;
 }
 
 /* A library call inside a transaction: 0, or MM_EFULL (the log is full:
@@ -698,6 +866,34 @@ static __attribute__((format(printf, 2, 3))) void note(struct work *w, const cha
   va_end(ap);
 }
 
+/* Write len bytes from src (which may be in the heap) at off, in the open
+ * transaction: staged with mm_heap_tx_write, or declared with tx_add and
+ * written in place. A range a tx_write of this transaction touched is
+ * written with tx_write again: staged writes land after the in-place
+ * changes, so an in-place write there would be lost (heap.h). */
+static int tx_put(struct work *w, uint64_t off, const void *src, uint64_t len,
+                  const char *after) {
+  int staged = w->wmode == WM_WRITE || (w->wmode == WM_MIXED && wrnd(w) % 2) ||
+               ov_overlaps(&w->ov, off, len);
+  if (staged) {
+    TRY(w, "mm_heap_tx_write", mm_heap_tx_write(w->h, off, src, len));
+    /* The bytes src holds now: the library copied them at the call. */
+    if (w->durable_tx) ov_add(&w->ov, off, src, len);
+    w->tx_writes++;
+    return 0;
+  }
+  ADD(w, off, len);
+  memmove(mm_heap_ptr(w->h, off), src, (size_t)len);
+  P(w, after);
+  return 0;
+}
+
+#define PUT(w, off, src, len, after)                      \
+  do {                                                    \
+    int prc_ = tx_put((w), (off), (src), (len), (after)); \
+    if (prc_) return prc_;                                \
+  } while (0)
+
 static uint64_t pick_size(struct work *w) {
   unsigned c = (unsigned)(wrnd(w) % 100);
   if (c < 70) return sizeof(struct pobj) + wrnd(w) % 2017; /* size classes */
@@ -705,58 +901,90 @@ static uint64_t pick_size(struct work *w) {
   return CHUNK + 1 + wrnd(w) % (CHUNK + CHUNK / 2);         /* whole chunks */
 }
 
-static void obj_init(struct work *w, uint64_t off, uint64_t size, uint64_t next) {
-  struct pobj *o = mm_heap_ptr(w->h, off);
-  struct proot *r = ROOT(w);
+/* An object's bytes at p: random data, then the header. */
+static void obj_build(struct work *w, void *p, uint64_t size, uint64_t next, uint64_t id) {
+  struct pobj *o = p;
   fill_random(o + 1, (size_t)(size - sizeof *o), &w->x);
-  o->next = next, o->id = r->next_id, o->size = size, o->magic = OBJ_MAGIC;
+  o->next = next, o->id = id, o->size = size, o->magic = OBJ_MAGIC;
+}
+
+/* Fill an allocation made in this transaction: in place, undeclared (heap.h
+ * does not ask for it), or, when the transaction stages, with tx_write (the
+ * whole object when it is small; else the data in place and the header
+ * with tx_write). */
+static int fill_new(struct work *w, uint64_t off, uint64_t size, uint64_t next, uint64_t id,
+                    const char *after) {
+  int staged = w->durable_tx && (w->wmode == WM_WRITE || (w->wmode == WM_MIXED && wrnd(w) % 2));
+  if (!staged) {
+    obj_build(w, mm_heap_ptr(w->h, off), size, next, id);
+    P(w, after);
+    return 0;
+  }
+  if (size <= STAGE_MAX) {
+    unsigned char *b = wbuf(w, size);
+    obj_build(w, b, size, next, id);
+    TRY(w, "mm_heap_tx_write", mm_heap_tx_write(w->h, off, b, size));
+    ov_add(&w->ov, off, b, size);
+  } else {
+    struct pobj hd;
+    fill_random(mm_heap_ptr(w->h, off + sizeof hd), (size_t)(size - sizeof hd), &w->x);
+    P(w, "after writing a new object's data in place");
+    hd.next = next, hd.id = id, hd.size = size, hd.magic = OBJ_MAGIC;
+    TRY(w, "mm_heap_tx_write", mm_heap_tx_write(w->h, off, &hd, sizeof hd));
+    ov_add(&w->ov, off, &hd, sizeof hd);
+  }
+  w->tx_writes++;
+  return 0;
 }
 
 static int op_transfer(struct work *w) {
-  struct proot *r = ROOT(w);
   int a = (int)(wrnd(w) % NACCT), b = (int)((a + 1 + wrnd(w) % (NACCT - 1)) % NACCT);
+  uint64_t acct[NACCT];
+  rd(w, RFIELD(w, acct), acct, sizeof acct);
+  uint64_t amt = wrnd(w) % (acct[a] + 1);
+  acct[a] -= amt, acct[b] += amt;
   if (wrnd(w) % 4 == 0) {
-    ADD(w, RFIELD(w, acct), sizeof r->acct);
+    note(w, "transfer %d->%d (every account written)", a, b);
+    PUT(w, RFIELD(w, acct), acct, sizeof acct, "after a transfer's writes");
   } else {
-    ADD(w, RFIELD(w, acct) + 8 * (uint64_t)a, 8);
-    ADD(w, RFIELD(w, acct) + 8 * (uint64_t)b, 8);
+    note(w, "transfer %d->%d", a, b);
+    PUT(w, RFIELD(w, acct) + 8 * (uint64_t)a, &acct[a], 8, "between the two writes of a transfer");
+    PUT(w, RFIELD(w, acct) + 8 * (uint64_t)b, &acct[b], 8, "after a transfer's writes");
   }
-  uint64_t amt = wrnd(w) % (r->acct[a] + 1);
-  note(w, "transfer %d->%d", a, b);
-  r->acct[a] -= amt;
-  P(w, "between the two writes of a transfer");
-  r->acct[b] += amt;
-  P(w, "after a transfer's writes");
   return 0;
 }
 
 static int op_push(struct work *w) {
-  struct proot *r = ROOT(w);
-  uint64_t size = pick_size(w), off = 0;
+  uint64_t size = pick_size(w), off = 0, link[3]; /* head, len, next_id */
   note(w, "push %" PRIu64 " B", size);
   if (wrnd(w) % 2)
     TRY(w, "mm_heap_alloc", mm_heap_alloc(w->h, size, &off));
   else
     TRY(w, "mm_heap_zalloc", mm_heap_zalloc(w->h, size, &off));
   if (w->declare_new) ADD(w, off, size);
-  ADD(w, RFIELD(w, head), 24);
-  obj_init(w, off, size, r->head);
-  P(w, "after filling a new node (not yet linked)");
-  r->head = off, r->len++, r->next_id++;
-  P(w, "after linking a new node");
+  rd(w, RFIELD(w, head), link, sizeof link);
+  int rc = fill_new(w, off, size, link[0], link[2], "after filling a new node (not yet linked)");
+  if (rc) return rc;
+  link[0] = off, link[1]++, link[2]++;
+  PUT(w, RFIELD(w, head), link, sizeof link, "after linking a new node");
   if (wrnd(w) % 3 == 0) TRY(w, "mm_heap_name_set", mm_heap_name_set(w->h, "last", off));
   w->pushes++;
   return 0;
 }
 
 static int op_pop(struct work *w) {
-  struct proot *r = ROOT(w);
-  if (!r->head) return 0;
-  uint64_t n = r->head, last = 0;
-  note(w, "pop %" PRIu64 " B", MM_HEAP_PTR(w->h, n, struct pobj)->size);
-  ADD(w, RFIELD(w, head), 16);
-  r->head = MM_HEAP_PTR(w->h, n, struct pobj)->next, r->len--;
-  P(w, "after unlinking a node");
+  uint64_t link[2], last = 0; /* head, len */
+  rd(w, RFIELD(w, head), link, sizeof link);
+  uint64_t n = link[0];
+  if (!n) return 0;
+  struct pobj o;
+  rd(w, n, &o, sizeof o);
+  /* Not a node with staged writes: they would land at commit, in the
+   * block the commit has just freed. */
+  if (ov_overlaps(&w->ov, n, o.size)) return 0;
+  note(w, "pop %" PRIu64 " B", o.size);
+  link[0] = o.next, link[1]--;
+  PUT(w, RFIELD(w, head), link, sizeof link, "after unlinking a node");
   if (mm_heap_name_get(w->h, "last", &last) == 0 && last == n)
     TRY(w, "mm_heap_name_del", mm_heap_name_del(w->h, "last"));
   TRY(w, "mm_heap_free", mm_heap_free(w->h, n));
@@ -765,124 +993,198 @@ static int op_pop(struct work *w) {
 }
 
 static int op_modify(struct work *w) {
-  struct proot *r = ROOT(w);
-  if (!r->head) return 0;
-  uint64_t n = r->head;
-  for (uint64_t k = wrnd(w) % r->len; k && MM_HEAP_PTR(w->h, n, struct pobj)->next; k--)
-    n = MM_HEAP_PTR(w->h, n, struct pobj)->next;
-  struct pobj *o = mm_heap_ptr(w->h, n);
-  uint64_t room = o->size - sizeof *o;
+  uint64_t n = rd64(w, RFIELD(w, head)), len = rd64(w, RFIELD(w, len));
+  if (!n) return 0;
+  struct pobj o;
+  rd(w, n, &o, sizeof o);
+  for (uint64_t k = wrnd(w) % len; k && o.next; k--) n = o.next, rd(w, n, &o, sizeof o);
+  if (wrnd(w) % 5 == 0) {
+    uint64_t id = o.id ^ (wrnd(w) | 1);
+    note(w, "change a node's id");
+    PUT(w, n + offsetof(struct pobj, id), &id, 8, "after changing a node's id");
+    return 0;
+  }
+  uint64_t room = o.size - sizeof o;
   if (!room) return 0;
-  uint64_t at = sizeof *o + wrnd(w) % room, len = 1 + wrnd(w) % (o->size - at);
+  uint64_t at = sizeof o + wrnd(w) % room;
+  len = 1 + wrnd(w) % (o.size - at);
   if (len > 3000) len = 3000;
-  note(w, "change %" PRIu64 " B of a node", len);
-  ADD(w, n + at, len);
-  fill_random((unsigned char *)o + at, (size_t)len, &w->x);
-  P(w, "after changing a node");
+  const void *src;
+  if (wrnd(w) % 4 == 0) {
+    /* From the heap: the node's first data bytes as they are now (the
+     * range may overlap the one written; staged writes are not there). */
+    src = mm_heap_ptr(w->h, n + sizeof o);
+    note(w, "copy %" PRIu64 " B within a node", len);
+  } else {
+    unsigned char *b = wbuf(w, len);
+    fill_random(b, (size_t)len, &w->x);
+    src = b;
+    note(w, "change %" PRIu64 " B of a node", len);
+  }
+  PUT(w, n + at, src, len, "after changing a node");
   return 0;
 }
 
 static int op_realloc_head(struct work *w) {
-  struct proot *r = ROOT(w);
-  if (!r->head || MM_HEAP_PTR(w->h, r->head, struct pobj)->size > 6000) return 0;
-  uint64_t off = r->head, size = sizeof(struct pobj) + wrnd(w) % 6000;
+  uint64_t head = rd64(w, RFIELD(w, head));
+  if (!head) return 0;
+  struct pobj o;
+  rd(w, head, &o, sizeof o);
+  /* Not a node with staged writes: realloc copies what is in the heap, and
+   * a move frees the old block at commit, before the writes land. */
+  if (o.size > 6000 || ov_overlaps(&w->ov, head, o.size)) return 0;
+  uint64_t off = head, size = sizeof o + wrnd(w) % 6000;
   note(w, "realloc the head to %" PRIu64 " B", size);
   TRY(w, "mm_heap_realloc", mm_heap_realloc(w->h, &off, size));
-  ADD(w, off, size); /* moved or not, the node is rewritten */
-  struct pobj *o = mm_heap_ptr(w->h, off);
-  o->size = size;
-  fill_random(o + 1, (size_t)(size - sizeof *o), &w->x);
-  P(w, "after rewriting a reallocated node");
-  if (off != r->head) {
+  unsigned char *b = wbuf(w, size);
+  obj_build(w, b, size, o.next, o.id);
+  PUT(w, off, b, size, "after rewriting a reallocated node"); /* moved or not */
+  if (off != head) {
     uint64_t last = 0;
-    if (mm_heap_name_get(w->h, "last", &last) == 0 && last == r->head)
+    if (mm_heap_name_get(w->h, "last", &last) == 0 && last == head)
       TRY(w, "mm_heap_name_set", mm_heap_name_set(w->h, "last", off));
-    ADD(w, RFIELD(w, head), 8);
-    r->head = off;
-    P(w, "after linking a moved node");
+    PUT(w, RFIELD(w, head), &off, 8, "after linking a moved node");
   }
   return 0;
 }
 
 static int op_link_side(struct work *w) {
-  struct proot *r = ROOT(w);
   int i = (int)(wrnd(w) % NSIDE);
-  if (r->side[i]) return 0;
-  uint64_t off = w->pending, size = 0;
+  uint64_t slot = RFIELD(w, side) + 8 * (uint64_t)i;
+  if (rd64(w, slot)) return 0;
+  uint64_t off = w->pending, size = 0, id = rd64(w, RFIELD(w, next_id));
   note(w, "link side object %d (%s)", i,
        !off ? "allocated in the transaction" : w->pending_written
                   ? "allocated and written outside, synced"
-                  : "allocated outside, declared and written in the transaction");
+                  : "allocated outside, written in the transaction");
   if (off && w->pending_written) {
     /* Written outside any transaction and made durable by mm_heap_sync. */
   } else if (off) {
-    /* Allocated outside the transaction: declared, then written. */
+    /* Allocated outside the transaction: declared and written, or staged. */
     size = MM_HEAP_PTR(w->h, off, struct pobj)->size;
-    ADD(w, off, size);
-    obj_init(w, off, size, 0);
-    P(w, "after writing a side object");
+    unsigned char *b = wbuf(w, size);
+    obj_build(w, b, size, 0, id);
+    PUT(w, off, b, size, "after writing a side object");
   } else {
     size = sizeof(struct pobj) + wrnd(w) % 5000;
     TRY(w, "mm_heap_alloc", mm_heap_alloc(w->h, size, &off));
     if (w->declare_new) ADD(w, off, size);
-    obj_init(w, off, size, 0);
-    P(w, "after writing a side object");
+    int rc = fill_new(w, off, size, 0, id, "after writing a side object");
+    if (rc) return rc;
   }
-  ADD(w, RFIELD(w, side) + 8 * (uint64_t)i, 8);
-  r->side[i] = off;
-  P(w, "after linking a side object");
+  PUT(w, slot, &off, 8, "after linking a side object");
   if (off == w->pending) w->pending = 0;
   return 0;
 }
 
 static int op_unlink_side(struct work *w) {
-  struct proot *r = ROOT(w);
   int i = (int)(wrnd(w) % NSIDE);
-  uint64_t off = r->side[i];
+  uint64_t slot = RFIELD(w, side) + 8 * (uint64_t)i, off = rd64(w, slot), zero = 0;
   if (!off) return 0;
+  struct pobj o;
+  rd(w, off, &o, sizeof o);
+  /* An object with staged writes is freed after the commit, or not now. */
+  int staged = ov_overlaps(&w->ov, off, o.size);
+  if (staged && !w->durable_heap) return 0;
   note(w, "unlink side object %d", i);
-  ADD(w, RFIELD(w, side) + 8 * (uint64_t)i, 8);
-  r->side[i] = 0;
-  P(w, "after unlinking a side object");
-  if (w->durable_heap && wrnd(w) % 2)
+  PUT(w, slot, &zero, 8, "after unlinking a side object");
+  if (w->durable_heap && (staged || wrnd(w) % 2))
     w->defer[w->ndefer++] = off; /* freed outside, after the commit */
   else
     TRY(w, "mm_heap_free", mm_heap_free(w->h, off));
   return 0;
 }
 
-static void one_tx(struct work *w) {
+/* mm_heap_sync inside the open transaction: the log's groups before it
+ * count as checkpointed; the transaction goes on. */
+static void sync_in_tx(struct work *w) {
+  note(w, "mm_heap_sync%s", w->s->records ? " (records in the log)" : "");
+  w->s->op = "mm_heap_sync (inside a transaction)";
+  w->syncs_in_tx_rec += w->s->records != 0;
+  ASSERT_OK(mm_heap_sync(w->h));
+  w->syncs_in_tx++;
+  P(w, "after mm_heap_sync inside a transaction");
+}
+
+static void sync_between(struct work *w) {
+  w->what[0] = 0;
+  w->s->what = w->what;
+  note(w, "mm_heap_sync between transactions");
+  w->s->op = "mm_heap_sync";
+  ASSERT_OK(mm_heap_sync(w->h));
+  w->s->unsafe = 0; /* every commit before it is on disk */
+  w->syncs_between++;
+  P(w, "after mm_heap_sync");
+}
+
+/* No transaction may leave the live heap in another state than the last
+ * commit's. */
+static void expect_unchanged(struct work *w, const char *after) {
+  struct sim *s = w->s;
+  struct pstate st;
+  ov_clear(&w->ov);
+  live_state(w, &st);
+  if (st.commits != s->returned || memcmp(&st, &s->hist[s->returned], sizeof st))
+    FAIL("the live heap %s is not as after commit %" PRIu64 " (seed %" PRIu64 ")", after,
+         s->returned, s->seed);
+}
+
+/* A transaction: durable, or with `nosync` not (MM_HEAP_TX_NOSYNC in the
+ * MM_HEAP_DURABLE heap, the default in the other). A non-durable one is
+ * promised nothing after a power loss, not even to be whole (with an empty
+ * log it leaves no record, and the kernel may have written back any part
+ * of it), until a durable commit after it returns or mm_heap_sync does:
+ * heap.h has that commit sync every change committed before it. So from
+ * its begin until then no image is taken (the simulated kernel still
+ * writes pages back); the images after it must show it. */
+static void one_tx(struct work *w, int nosync) {
   struct sim *s = w->s;
   mm_heap_tx_opts_t o = {.flags = MM_HEAP_TX_DURABLE};
   if (w->durable_heap && wrnd(w) % 2) o.flags = 0; /* the heap's default: durable */
-  uint64_t pending = w->pending;
+  if (nosync) o.flags = w->durable_heap ? MM_HEAP_TX_NOSYNC : 0;
+  unsigned m = (unsigned)(wrnd(w) % 100);
+  w->wmode = m < 25 ? WM_WRITE : m < 40 ? WM_MIXED : WM_ADD;
+  w->durable_tx = !nosync;
+  if (nosync) s->unsafe = 1;
+  ov_clear(&w->ov);
+  uint64_t pending = w->pending, writes0 = w->tx_writes;
   int pending_written = w->pending_written;
   w->ndefer = 0;
   w->what[0] = 0;
-  note(w, "%s", o.flags ? "MM_HEAP_TX_DURABLE" : "the heap's default");
+  note(w, "%s, %s",
+       nosync ? (o.flags ? "MM_HEAP_TX_NOSYNC" : "not durable")
+              : o.flags ? "MM_HEAP_TX_DURABLE" : "the heap's default",
+       wm_name[w->wmode]);
+  if (!nosync && s->unsafe) /* for the report */
+    note(w, "after a non-durable transaction that %s", w->nosync_last ? "aborted" : "committed");
   s->what = w->what;
   s->op = "mm_heap_tx_begin";
   ASSERT_OK(mm_heap_tx_begin(w->h, &o));
   P(w, "after mm_heap_tx_begin");
-  int rc = 0;
-  s->op = "mm_heap_tx_add";
-  rc = mm_heap_tx_add(w->h, RFIELD(w, commits), 8);
-  if (rc && rc != MM_EFULL) FAIL("mm_heap_tx_add: %s", mm_errname(rc));
-  if (!rc) {
-    P(w, "between tx_add and the write it protects");
-    ROOT(w)->commits++;
-    P(w, "after writing the counter");
-  }
-  for (int n = 1 + (int)(wrnd(w) % 3); n > 0 && !rc; n--) {
+  /* A third of them only transfer and change nodes: with no allocation
+   * they commit with one sync, and their records pile up in the log until
+   * a checkpoint; power-loss recovery writes them all again. */
+  int small = wrnd(w) % 3 == 0 || (s->unsafe && !nosync && wrnd(w) % 2), nops = 1 + (int)(wrnd(w) % 3);
+  if (small) note(w, "no allocation");
+  /* mm_heap_sync inside it, mostly when the log holds records (it then
+   * marks them checkpointed). */
+  int sync_at = wrnd(w) % 100 < (s->records ? 30u : 4u) ? (int)(wrnd(w) % (unsigned)(nops + 1))
+                                                        : -1;
+  uint64_t count = rd64(w, RFIELD(w, commits)) + 1;
+  int rc = tx_put(w, RFIELD(w, commits), &count, 8, "after writing the counter");
+  for (int k = 0; k < nops && !rc; k++) {
+    if (k == sync_at) sync_in_tx(w);
     unsigned c = (unsigned)(wrnd(w) % 100);
-    if (c < 30) rc = op_transfer(w);
-    else if (c < 55) rc = ROOT(w)->len < LIST_MAX ? op_push(w) : op_pop(w);
+    if (small) rc = c < 60 ? op_transfer(w) : op_modify(w);
+    else if (c < 30) rc = op_transfer(w);
+    else if (c < 55) rc = rd64(w, RFIELD(w, len)) < LIST_MAX ? op_push(w) : op_pop(w);
     else if (c < 72) rc = op_pop(w);
     else if (c < 82) rc = op_modify(w);
     else if (c < 87) rc = op_realloc_head(w);
     else if (c < 94) rc = op_link_side(w);
     else rc = op_unlink_side(w);
   }
+  if (!rc && sync_at == nops) sync_in_tx(w);
   if (rc) w->efull++;
   if (rc || wrnd(w) % 100 < 15) {
     note(w, "%s", rc ? "abort (log full)" : "abort");
@@ -891,14 +1193,12 @@ static void one_tx(struct work *w) {
     P(w, "after mm_heap_tx_abort");
     w->pending = pending, w->pending_written = pending_written;
     w->ndefer = 0;
-    struct pstate st;
-    live_state(w, &st);
-    if (st.commits != s->returned || memcmp(&st, &s->hist[s->returned], sizeof st))
-      FAIL("the live heap after an abort is not as after commit %" PRIu64 " (seed %" PRIu64 ")",
-           s->returned, s->seed);
+    expect_unchanged(w, "after an abort");
     w->aborted++;
+    if (nosync) w->nosync_last = 1;
     return;
   }
+  /* The state the commit must leave: the heap with the staged writes. */
   struct pstate st, st2;
   live_state(w, &st);
   uint64_t c = st.commits;
@@ -906,26 +1206,41 @@ static void one_tx(struct work *w) {
   hist_set(s, c, &st);
   note(w, "commit");
   s->op = "mm_heap_tx_commit";
-  s->in_commit = 1;
+  s->in_commit = !nosync;
+  s->commit_syncs = 0;
   rc = mm_heap_tx_commit(w->h);
   s->in_commit = 0;
   if (rc == MM_EFULL) {
     /* The frees applied at commit found the log full: rolled back, as by
      * an abort (heap.h). */
     P(w, "after mm_heap_tx_commit failed");
-    live_state(w, &st2);
-    if (st2.commits != s->returned || memcmp(&st2, &s->hist[s->returned], sizeof st2))
-      FAIL("the live heap after a failed commit is not as after commit %" PRIu64
-           " (seed %" PRIu64 ")", s->returned, s->seed);
+    w->pending = pending, w->pending_written = pending_written;
+    w->ndefer = 0;
+    expect_unchanged(w, "after a failed commit");
     w->aborted++, w->efull++;
+    if (nosync) w->nosync_last = 1;
     return;
   }
   if (rc) FAIL("mm_heap_tx_commit: %s (seed %" PRIu64 ")", mm_errname(rc), s->seed);
+  ov_clear(&w->ov);
   s->returned++;
   w->committed++;
+  w->staged_commits += !nosync && w->tx_writes != writes0;
+  w->nosync_data += nosync;
+  if (nosync) w->nosync_last = 0;
+  if (!nosync && s->unsafe) {
+    /* The non-durable commits before it are on disk now: a power loss
+     * here, before a checkpoint, must find them there. */
+    s->unsafe = 0;
+    if (wrnd(w) % 2) take_image(s, "after a durable commit that followed non-durable ones", 0, 0);
+  }
+  w->one_sync += s->commit_syncs == 1;
+  s->records += s->commit_syncs == 1;
   P(w, "after mm_heap_tx_commit returned");
   live_state(w, &st2);
-  if (memcmp(&st, &st2, sizeof st)) FAIL("the live heap changed in commit %" PRIu64, c);
+  if (memcmp(&st, &st2, sizeof st))
+    FAIL("the live heap after commit %" PRIu64 " is not what the transaction wrote (in place,"
+         " then its tx_writes in order; seed %" PRIu64 ")", c, s->seed);
   if (w->ndefer) w->what[0] = 0, note(w, "free unlinked side objects");
   for (int i = 0; i < w->ndefer; i++) {
     s->op = "mm_heap_free (outside a transaction)";
@@ -933,6 +1248,65 @@ static void one_tx(struct work *w) {
     P(w, "after a plain free");
   }
   w->ndefer = 0;
+}
+
+/* Change some bytes of a junk object or a temporary allocation. */
+static int op_scribble(struct work *w) {
+  uint64_t cand[NJUNK + NTEMP], csz[NJUNK + NTEMP];
+  int nc = 0;
+  for (int i = 0; i < NJUNK; i++) cand[nc] = w->junk[i], csz[nc++] = w->jsize[i];
+  for (int i = 0; i < NTEMP; i++)
+    if (w->temps[i]) cand[nc] = w->temps[i], csz[nc++] = w->tsize[i];
+  int k = (int)(wrnd(w) % (unsigned)nc);
+  uint64_t at = wrnd(w) % csz[k], len = 1 + wrnd(w) % (csz[k] - at);
+  if (len > 2000) len = 2000;
+  note(w, "change %" PRIu64 " B of a %s", len, k < NJUNK ? "junk object" : "temporary");
+  unsigned char *b = wbuf(w, len);
+  fill_random(b, (size_t)len, &w->x);
+  PUT(w, cand[k] + at, b, len, "after a non-durable write");
+  return 0;
+}
+
+/* A non-durable transaction that changes only bytes the checker does not
+ * compare (junk objects, temporaries) and allocates nothing: images need
+ * not stop (see one_tx). One taken after it must still show a heap that
+ * opens and checks clean, with the state of the last commit; this
+ * transaction's record, which it leaves in a log that holds records, is
+ * written again by recovery after a power loss, between the durable
+ * records around it. */
+static void nosync_junk_tx(struct work *w) {
+  struct sim *s = w->s;
+  mm_heap_tx_opts_t o = {.flags = w->durable_heap ? MM_HEAP_TX_NOSYNC : 0};
+  unsigned m = (unsigned)(wrnd(w) % 100);
+  w->wmode = m < 40 ? WM_WRITE : m < 60 ? WM_MIXED : WM_ADD;
+  w->durable_tx = 0;
+  ov_clear(&w->ov);
+  w->what[0] = 0;
+  note(w, "%s, %s", o.flags ? "MM_HEAP_TX_NOSYNC" : "non-durable", wm_name[w->wmode]);
+  s->what = w->what;
+  s->op = "mm_heap_tx_begin";
+  ASSERT_OK(mm_heap_tx_begin(w->h, &o));
+  P(w, "after mm_heap_tx_begin");
+  int rc = 0;
+  for (int n = 1 + (int)(wrnd(w) % 3); n > 0 && !rc; n--) {
+    rc = op_scribble(w);
+    if (!rc && wrnd(w) % 100 < (s->records ? 20u : 5u)) sync_in_tx(w);
+  }
+  if (rc || wrnd(w) % 100 < 15) {
+    note(w, "%s", rc ? "abort (log full)" : "abort");
+    s->op = "mm_heap_tx_abort";
+    ASSERT_EQ(mm_heap_tx_abort(w->h), 0);
+    P(w, "after mm_heap_tx_abort");
+  } else {
+    note(w, "commit");
+    s->op = "mm_heap_tx_commit (not durable)";
+    rc = mm_heap_tx_commit(w->h);
+    if (rc && rc != MM_EFULL) FAIL("mm_heap_tx_commit: %s (seed %" PRIu64 ")", mm_errname(rc),
+                                   s->seed);
+    P(w, "after a non-durable commit");
+  }
+  w->nosync++;
+  expect_unchanged(w, "after a non-durable transaction");
 }
 
 /* Between transactions, in a MM_HEAP_DURABLE heap: plain allocs and frees,
@@ -954,6 +1328,7 @@ static void plain_ops(struct work *w) {
       uint64_t size = pick_size(w);
       s->op = "mm_heap_alloc (outside a transaction)";
       ASSERT_OK(mm_heap_alloc(w->h, size, &w->temps[k]));
+      w->tsize[k] = size;
       P(w, "after a plain alloc");
       fill_random(mm_heap_ptr(w->h, w->temps[k]), (size_t)size, &w->x);
       P(w, "after writing a plain allocation");
@@ -967,7 +1342,7 @@ static void plain_ops(struct work *w) {
     MM_HEAP_PTR(w->h, w->pending, struct pobj)->size = size;
     w->pending_written = 0;
     if (wrnd(w) % 2) {
-      obj_init(w, w->pending, size, 0);
+      obj_build(w, mm_heap_ptr(w->h, w->pending), size, 0, ROOT(w)->next_id);
       P(w, "after writing a side object outside a transaction");
       s->op = "mm_heap_sync";
       ASSERT_OK(mm_heap_sync(w->h));
@@ -1041,7 +1416,8 @@ static void run_sim(const struct run_cfg *cfg, struct sim *out) {
   s->lie = cfg->lie;
   s->tag = !cfg->durable_heap;
   s->stop_on_bad = cfg->stop_on_bad, s->quiet = cfg->quiet;
-  s->wb_pct = 30, s->crash_pct = 25, s->crash_sync_pct = 60; /* per mille */
+  /* Per mille; the syncs of a commit are where write-ahead goes wrong. */
+  s->wb_pct = 30, s->crash_pct = 25, s->crash_sync_pct = 50, s->crash_commit_pct = 150;
   s->op = "setup";
   checker_start(&s->ck, s->img); /* before the heap is opened */
 
@@ -1067,6 +1443,10 @@ static void run_sim(const struct run_cfg *cfg, struct sim *out) {
   for (int i = 0; i < NACCT; i++) r->acct[i] = ACCT0;
   ASSERT_OK(mm_heap_set_root(w.h, w.ro));
   ASSERT_OK(mm_heap_name_set(w.h, "root", w.ro));
+  for (int i = 0; i < NJUNK; i++) { /* a size class, a page run, whole pages */
+    w.jsize[i] = i == 0 ? 700 : i == 1 ? 3000 : 9000;
+    ASSERT_OK(mm_heap_zalloc(w.h, w.jsize[i], &w.junk[i]));
+  }
   ASSERT_OK(mm_heap_tx_commit(w.h));
   ASSERT_OK(mm_heap_sync(w.h));
   struct pstate st0;
@@ -1090,7 +1470,16 @@ static void run_sim(const struct run_cfg *cfg, struct sim *out) {
     s->iter = it;
     if (cfg->durable_heap)
       for (int k = (int)(wrnd(&w) % 3); k > 0; k--) plain_ops(&w);
-    one_tx(&w);
+    unsigned c = (unsigned)(wrnd(&w) % 100);
+    if (c < 6) nosync_junk_tx(&w);
+    else if (c < 12) {
+      /* Half of them on an emptied log: then they leave no record, and
+       * only the durable commit after them can put them on disk. */
+      if (wrnd(&w) % 2) sync_between(&w);
+      one_tx(&w, 1);
+    }
+    else if (c < 16) sync_between(&w);
+    one_tx(&w, 0);
     if (s->stop_on_bad && s->bad) break;
   }
   mm__sys_msync_hook(NULL, NULL);
@@ -1106,14 +1495,19 @@ static void run_sim(const struct run_cfg *cfg, struct sim *out) {
   if (!cfg->quiet || s->bad)
     printf("# %s heap, %s: %" PRIu64 " transactions (%" PRIu64 " committed, %" PRIu64
            " aborted, %" PRIu64 " of them on a full log), %" PRIu64 " pushes, %" PRIu64
-           " pops, %" PRIu64 " plain operations; %" PRIu64 " msyncs seen, %" PRIu64
+           " pops, %" PRIu64 " plain operations; %" PRIu64 " commits with tx_write (%" PRIu64
+           " tx_writes), %" PRIu64 " commits with one sync, %" PRIu64 " non-durable transactions (%"
+           PRIu64 " on the compared state, then %" PRIu64 " images skipped), %" PRIu64 " mm_heap_sync in a"
+           " transaction (%" PRIu64 " after records) and %" PRIu64 " between; %" PRIu64 " msyncs seen, %" PRIu64
            " applied, %" PRIu64 " lied about; %" PRIu64 " pages written back at random;"
            " %" PRIu64 " images checked, %" PRIu64 " taken inside a commit (%" PRIu64
            " of those showed it), %s\n",
            cfg->durable_heap ? "MM_HEAP_DURABLE" : "non-durable (MM_HEAP_TX_DURABLE)",
            lie_name[cfg->lie], w.committed + w.aborted, w.committed, w.aborted, w.efull,
-           w.pushes, w.pops, w.plain, s->syncs, s->applied, s->lied, s->wbpages, s->images,
+           w.pushes, w.pops, w.plain, w.staged_commits, w.tx_writes, w.one_sync, w.nosync + w.nosync_data, w.nosync_data, s->skipped, w.syncs_in_tx, w.syncs_in_tx_rec,
+           w.syncs_between, s->syncs, s->applied, s->lied, s->wbpages, s->images,
            s->inflight, s->inflight_new, bad_counts(s, bc, sizeof bc));
+  free(w.ov.v), free(w.ov.b), free(w.buf);
   free(s->D), free(s->I), free(s->dirty), free(s->hist);
   s->D = s->I = NULL, s->dirty = NULL, s->hist = NULL, s->what = NULL;
   *out = *s;

@@ -976,6 +976,27 @@ TEST_T(heap_tx_lock_timeout, 30) {
 
 /* ---- 5. the crash torture ------------------------------------------------ */
 
+/* One or two children run random transactions on a heap (not created
+ * durable) and are SIGKILLed; after every round the parent recovers the
+ * heap and checks it. The transactions: transfers between accounts and
+ * list pushes, pops, reallocs and node rewrites, each +1 on a counter;
+ * most process-crash only, some MM_HEAP_TX_DURABLE. Writes go through
+ * tx_add and in place, or mm_heap_tx_write (staged until commit in a
+ * durable transaction, so the child keeps its own copy of what it wrote),
+ * or both. A durable commit syncs its record (after the whole heap, when
+ * it allocated or follows process-crash commits) and leaves it in the log;
+ * the process-crash transactions after it leave records too, and outside
+ * transactions the children allocate, free and write scratch objects and
+ * the root's scratch slots, which some durable records also hold. Recovery
+ * after a kill (the same boot) must write again only a commit cut short:
+ * an older record written again would bring back a freed or leaked scratch
+ * object.
+ * Some kills are aimed with src/sys.h's msync hook: a child parked in a
+ * durable commit just after one of its msyncs (a record synced and not yet
+ * applied, a checkpoint's data synced and not yet its log), and a process
+ * that recovers what the dead left, parked after an msync of its
+ * mm_heap_open or killed at random, before the parent's check. */
+
 #define NACC 64
 #define BAL0 1000
 #define NSCR 8 /* scratch slots per child */
@@ -1016,6 +1037,7 @@ static int ph_in_tx(int ph) {
 struct tchild {
   _Atomic int phase, ready, failed;
   _Atomic int parked_at;  /* the msync it parked after (1 = the first) */
+  _Atomic int parked_log; /* ... and it synced the log, not the whole heap */
   _Atomic int open_syncs; /* msyncs its mm_heap_open made (a recovering process) */
   _Atomic uint64_t commits; /* transactions whose commit returned 0 */
   _Atomic uint64_t txs, durable_commits, staged_commits, tx_writes;
@@ -1083,15 +1105,17 @@ static struct {
   int want;    /* PH_COMMIT or PH_OPEN */
   int at, n;   /* park after the at-th msync of that phase; n seen so far */
   int durable; /* the commit under way is durable */
+  void *base;  /* the heap's mapping: a sync from there is of the whole heap */
 } tpark;
 
 static void tpark_hook(void *arg, void *addr, size_t len, int flags, int result) {
-  (void)arg, (void)addr, (void)len, (void)flags, (void)result;
+  (void)arg, (void)len, (void)flags, (void)result;
   struct tchild *me = tpark.me;
   if (!me || atomic_load(&me->phase) != tpark.want) return;
   if (tpark.want == PH_COMMIT && !tpark.durable) return;
   if (++tpark.n < tpark.at) return;
   atomic_store(&me->parked_at, tpark.n);
+  atomic_store(&me->parked_log, tpark.base && addr != tpark.base);
   ph(me, tpark.want == PH_COMMIT ? PH_PARK_COMMIT : PH_PARK_RECOVERY);
   for (;;) pause();
 }
@@ -1238,7 +1262,7 @@ static void t_transfer(mm_heap_t *h, struct troot *r, struct tchild *me, int k, 
     tput(&t, &r->bal[j], &bal[j], 8);
   }
   if (xs(x) % 5 == 0) tput(&t, r->bal, bal, sizeof bal); /* all of them again */
-  if (t.durable && xs(x) % 4 == 0) {
+  if (t.durable && xs(x) % 2 == 0) {
     /* This child's scratch slots, written as they are: the record holds
      * them now, and t_scratch changes them later outside any transaction.
      * Recovery after a kill (the same boot) writes again only a commit cut
@@ -1357,6 +1381,7 @@ static __attribute__((noreturn)) void torture_child(const char *path, struct tch
   long park_at = park == 1 || park == 2 ? (long)(xs(&x) % 30) : -1;
   if (park == 3) {
     tpark.me = me, tpark.want = PH_COMMIT, tpark.at = 1 + (int)(xs(&x) % 3);
+    tpark.base = mm_heap_base(h);
     mm__sys_msync_hook(tpark_hook, NULL);
   }
   for (long n = 0;; n++) {
@@ -1635,7 +1660,7 @@ TEST_T(heap_tx_torture, 60) {
     ASSERT_OK(mm_heap_close(h));
   }
   struct tshm *shm = mm_test_shared_page(sizeof(struct tshm));
-  unsigned long hist[PH__N] = {0}, parked_at[4] = {0}, recovered_syncs = 0;
+  unsigned long hist[PH__N] = {0}, parked_at[4] = {0}, parked_log = 0, recovered_syncs = 0;
   long killed = 0, rounds = 0;
   uint64_t commits_total = 0, txs_total = 0, durable_total = 0, staged_total = 0, writes_total = 0;
   double t_start = mm_test_now();
@@ -1695,7 +1720,10 @@ TEST_T(heap_tx_torture, 60) {
                ph_name[p]);
       killed++;
       in_commit += p == PH_COMMIT || p == PH_PARK_COMMIT;
-      if (p == PH_PARK_COMMIT) parked_at[atomic_load(&c->parked_at) & 3]++;
+      if (p == PH_PARK_COMMIT) {
+        parked_at[atomic_load(&c->parked_at) & 3]++;
+        parked_log += atomic_load(&c->parked_log);
+      }
       if (p == PH_SCRATCH) ts.leaks_allowed++;
       commits += atomic_load(&c->commits);
       txs_total += atomic_load(&c->txs);
@@ -1755,8 +1783,10 @@ TEST_T(heap_tx_torture, 60) {
   for (int p = 0; p < PH__N; p++)
     if (hist[p]) fprintf(stderr, "#   %5lu %s\n", hist[p], ph_name[p]);
   if (hist[PH_PARK_COMMIT])
-    fprintf(stderr, "# parked in a durable commit after its msync 1, 2, 3: %lu, %lu, %lu\n",
-            parked_at[1], parked_at[2], parked_at[3]);
+    fprintf(stderr, "# parked in a durable commit after its msync 1, 2, 3: %lu, %lu, %lu; after"
+            " a sync of the log (a record or an undo entry): %lu, of the whole heap: %lu\n",
+            parked_at[1], parked_at[2], parked_at[3], parked_log,
+            hist[PH_PARK_COMMIT] - parked_log);
   if (hist[PH_RECOVERED])
     fprintf(stderr, "# recovering processes that finished mm_heap_open: %lu, %lu of them after"
             " syncing (a checkpoint in recovery)\n", hist[PH_RECOVERED], recovered_syncs);

@@ -71,9 +71,9 @@
  *     filled are in no record), when the same thread did so outside a
  *     transaction since its last such commit or mm_heap_sync (it may be
  *     publishing an object it filled), or when any process-crash operation
- *     or transaction committed since the last sync of the whole heap (so a
- *     durable commit never reaches the disk ahead of changes committed
- *     before it). A durable tx_write into an object that the same
+ *     or transaction committed or was rolled back since the last sync of
+ *     the whole heap (so a durable commit never reaches the disk ahead of
+ *     changes committed, or undone in memory, before it). A durable tx_write into an object that the same
  *     transaction frees costs one more sync (it is then made in place,
  *     before the free). Other bytes you changed without declaring them
  *     are not part of any transaction: a power loss may keep the
