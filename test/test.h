@@ -124,6 +124,16 @@ static inline size_t mm_test_first_diff(const void *a, const void *b, size_t n) 
 #define SKIP_UNDER_TSAN() ((void)0)
 #endif
 
+/* A test whose process takes over a robust mutex that a killed child held
+ * (EOWNERDEAD): TSan reports "unlock of an unlocked mutex" there (see
+ * test_heap_tx.c), so such tests skip under it. */
+#if defined(__SANITIZE_THREAD__)
+#define SKIP_OWNERDEAD_UNDER_TSAN() \
+  SKIP("ThreadSanitizer reports the take-over of a dead holder's robust mutex (see test_heap_tx.c, test.h)")
+#else
+#define SKIP_OWNERDEAD_UNDER_TSAN() ((void)0)
+#endif
+
 /* A fresh private directory for the test, removed by the runner after the
  * test's process ends. */
 const char *mm_test_dir(void);

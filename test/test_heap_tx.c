@@ -772,12 +772,6 @@ struct lockshm {
  * Not yet confirmed to be TSan's alone, so these two skip there and run in
  * the plain, ASan and UBSan builds; the torture, whose killed children never
  * exit normally, runs under TSan too. */
-#if defined(__SANITIZE_THREAD__)
-#define SKIP_OWNERDEAD_UNDER_TSAN() \
-  SKIP("ThreadSanitizer reports the take-over of a dead holder's robust mutex (see test_heap_tx.c)")
-#else
-#define SKIP_OWNERDEAD_UNDER_TSAN() ((void)0)
-#endif
 
 #define LOCK_D_AT 100
 #define LOCK_D_LEN 1000

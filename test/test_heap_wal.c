@@ -1092,6 +1092,7 @@ struct killshm {
  * and later undeclared writes), or applying the dead transaction's
  * pending writes. */
 TEST_T(heap_wal_holder_killed_same_boot_redoes_no_old_record, 40) {
+  SKIP_OWNERDEAD_UNDER_TSAN();
   const char *path = mm_test_path("h");
   mm_heap_t *h = create(path, 0);
   uint64_t X = alloc_set(h, 64, 0x01), W = alloc_set(h, 64, 0x02), Y = alloc_set(h, 64, 0x03);
@@ -1930,6 +1931,7 @@ TEST_T(heap_wal_power_loss_at_random_moments_keeps_durable_commits, 90) {
  * reboot after it could then not restore the in-place change; or the
  * in-transaction checkpoint applying the pending write-ahead bytes. */
 TEST_T(heap_wal_sync_inside_a_transaction_keeps_it_undoable, 30) {
+  SKIP_OWNERDEAD_UNDER_TSAN();
   const char *path = mm_test_path("h");
   mm_heap_t *h = create(path, 0);
   uint64_t X = alloc_set(h, 64, 0x01), Y = alloc_set(h, 64, 0x02);
