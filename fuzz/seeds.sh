@@ -182,6 +182,25 @@ seed log-area2-redo 48 $(set8 $LOG2 $LOGMAGIC) $(set8 $((LOG2 + 8)) $((1 << 40))
 seed log-area2-older 48 $(set8 $LOG2 $LOGMAGIC) $(set8 $((LOG + 16)) 32) \
   $(set8 $((LOG2 + 16)) 32) $(set8 $ENT2 $((DATA + 4096 + 64))) \
   $(set8 $((ENT2 + 8)) $((8 | 1 << 32))) $(set8 $((ENT2 + 24)) 77)
+# Logs of groups (commit records in a row, then a tail of undo entries), as
+# the write-ahead path leaves them; the header's applied (LOG + 32), boot
+# (LOG + 40) and ckpt (LOG + 48) say where recovery starts. The image's
+# boot is never this one's, so recovery starts at ckpt: 0, a record's end,
+# or no entry's end at all.
+G1=$ENT G2=$((ENT + 48)) GT=$((ENT + 96))
+groups() {
+  printf '%s' "$(set8 $((LOG + 16)) 128) $(set8 $G1 0) $(set8 $((G1 + 8)) $((24 | 3 << 32))) \
+$(set8 $((G1 + 24)) $((DATA + 4096 + 64))) $(set8 $((G1 + 32)) 8) $(set8 $((G1 + 40)) 0x11) \
+$(set8 $G2 0) $(set8 $((G2 + 8)) $((24 | 3 << 32))) $(set8 $((G2 + 24)) $((DATA + 4096 + 64))) \
+$(set8 $((G2 + 32)) 8) $(set8 $((G2 + 40)) 0x22) $(set8 $GT $((DATA + 4096 + 72))) \
+$(set8 $((GT + 8)) $((8 | 1 << 32))) $(set8 $((GT + 24)) 0x33)"
+}
+seed log-groups-from-0 48 $(groups) $(set8 $((LOG + 40)) 0x1234)
+seed log-groups-from-ckpt 48 $(groups) $(set8 $((LOG + 40)) 0x1234) $(set8 $((LOG + 48)) 48)
+seed log-groups-ckpt-odd 48 $(groups) $(set8 $((LOG + 40)) 0x1234) $(set8 $((LOG + 48)) 40)
+seed log-groups-ckpt-huge 48 $(groups) $(set8 $((LOG + 48)) 0xfffffffffff0) \
+  $(set8 $((LOG + 32)) 96)
+seed log-groups-settled 48 $(groups) $(set8 $((LOG + 32)) 128)
 
 # The allocator exercised after check passes (mode 8).
 seed exercise 8
