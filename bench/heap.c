@@ -727,7 +727,7 @@ int bench_heap(struct bench *b) {
           "one sync of the log).\n"
           "  allocating: allocate a new 64 B object, fill it, point a table "
           "slot at it, free the old one\n"
-          "  (durable: the commit syncs the data, then the log: a checkpoint).\n",
+          "  (durable: the commit syncs all of the data, then the log).\n",
           NVALUES, NVALUES, reps, dreps);
   if (!have_lmdb)
     fprintf(b->out, "  LMDB is not installed (bench/setup.sh installs it): "

@@ -42,6 +42,7 @@
  *   mm_heap_tx_begin(h, NULL);
  *   mm_heap_tx_add(h, off, len);     declare a range before changing it
  *   ... write through pointers, alloc, free ...
+ *   mm_heap_tx_write(h, off, src, n); or have the transaction write it
  *   mm_heap_tx_commit(h);             or mm_heap_tx_abort(h)
  * tx_add copies the range's old contents to an undo log in the file; abort,
  * or a crash before commit, copies them back. Allocations made in the
