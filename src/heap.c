@@ -639,8 +639,10 @@ static int rollback_to(mm_heap_t *h, uint64_t keep) {
   undo(h, pos, n, keep);
   free(pos);
   int rc = 0;
-  if (h->op_sync) rc = mm__sys_msync(h->base, (size_t)heap_size(h), MS_SYNC);
-  else if (n > 0) nosync_count(h); /* restored in memory only */
+  if (n > 0) { /* (a tail of staged tx_writes alone changed nothing) */
+    if (h->op_sync) rc = mm__sys_msync(h->base, (size_t)heap_size(h), MS_SYNC);
+    else nosync_count(h); /* restored in memory only */
+  }
   __atomic_store_n(&h->L->used, keep, __ATOMIC_RELEASE);
   h->nrecent = 0;
   return rc;

@@ -2156,3 +2156,33 @@ TEST_T(heap_wal_close_checkpoints_so_a_reboot_redoes_nothing, 40) {
   check_in_child(mm_test_path("closed2.img"), FAKE_BOOT, &w2,
                  "reboot after a failed close checkpoint and a good close");
 }
+
+/* A durable transaction whose only changes are staged tx_writes changed no
+ * byte of the heap: its abort syncs nothing and restores nothing; one that
+ * also declared and wrote a range syncs what it restored (one msync). */
+TEST(heap_wal_abort_of_staged_writes_only_syncs_nothing) {
+  const char *path = mm_test_path("h");
+  mm_heap_t *h = create(path, 0);
+  uint64_t a = alloc_set(h, 64, 0x01);
+  ASSERT_OK(mm_heap_sync(h));
+  hooks_on();
+  int m0 = msn;
+  ASSERT_OK(mm_heap_tx_begin(h, &DUR));
+  ASSERT_OK(wr(h, a, 0x02, 64));
+  ASSERT_OK(mm_heap_tx_abort(h));
+  ASSERT_EQ(msn - m0, 0);
+  ASSERT_ALL(P(h, a), 64, 0x01);
+  m0 = msn;
+  ASSERT_OK(mm_heap_tx_begin(h, &DUR));
+  ASSERT_OK(mm_heap_tx_add(h, a, 8));
+  memset(P(h, a), 0x03, 8);
+  ASSERT_OK(wr(h, a + 8, 0x04, 8));
+  int m1 = msn;
+  ASSERT_OK(mm_heap_tx_abort(h));
+  ASSERT_EQ(m1 - m0, 1); /* tx_add's */
+  ASSERT_EQ(msn - m1, 1); /* the restored bytes */
+  ASSERT_ALL(P(h, a), 64, 0x01);
+  hooks_off();
+  ASSERT_CLEAN(h);
+  ASSERT_OK(mm_heap_close(h));
+}

@@ -349,7 +349,8 @@ MM_API MM_NODISCARD int mm_heap_tx_add_ptr(mm_heap_t *h, const void *p,
  * in the heap when it returns. In a durable transaction the bytes are
  * copied into the transaction's commit record and reach the heap at
  * commit, after the record is on disk (write-ahead): until then reading
- * the range shows its old contents; writes are applied in the order made,
+ * the range shows its old contents (so does a realloc's copy of it in the
+ * same transaction); writes are applied in the order made,
  * after the transaction's in-place changes, so the last write of a byte
  * wins. A durable transaction that only writes this way commits with one
  * sync, of the record. Abort or a crash before commit drops the writes.
