@@ -95,7 +95,7 @@ $(BUILD)/examples/%: examples/%.c $(STATIC)
 
 # The main job: every suite, quick, with the report written to build/report.
 run: $(MEMMAP)
-	./$(MEMMAP) bench --quick --report $(BUILD)/report
+	$(abspath $(MEMMAP)) bench --quick --report $(BUILD)/report
 
 test: all
 	./$(RUNTESTS)

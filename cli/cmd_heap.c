@@ -32,7 +32,7 @@ void cmd_heap_usage(FILE *out) {
           "      --chunk N        the unit of growth, a power of two from 64K\n"
           "                       to 4M (default 4M)\n"
           "      --log N          bytes of log, at least 64K (default 1M);\n"
-          "                       one transaction may use 3/8 of it\n"
+          "                       one transaction gets at least 3/8 of it\n"
           "      --durable        make every commit durable (synced) by default\n"
           "info: print the header (version, uuid, generation, page size, sizes,\n"
           "      durable), the space (used, free, overhead, largest free,\n"

@@ -74,7 +74,10 @@
  *     publishing an object it filled), or when any process-crash operation
  *     or transaction committed or was rolled back since the last sync of
  *     the whole heap (so a durable commit never reaches the disk ahead of
- *     changes committed, or undone in memory, before it). A durable tx_write into an object that the same
+ *     changes committed, or undone in memory, before it), or when the
+ *     record of its declared ranges does not fit in the log. An abort of a
+ *     durable transaction that changed memory in place costs a sync (of
+ *     the restored bytes). A durable tx_write into an object that the same
  *     transaction frees costs one more sync (it is then made in place,
  *     before the free). Other bytes you changed without declaring them
  *     are not part of any transaction: a power loss may keep the
@@ -90,8 +93,8 @@
  *     them. A checkpoint (two syncs: all the heap's dirty pages, then the
  *     log's header) empties the log. It happens when a transaction or
  *     operation begins with the log over a quarter full, at mm_heap_sync,
- *     at mm_heap_close, and in recovery; so a transaction may use three
- *     quarters of half of the log (opts.log_size).
+ *     at mm_heap_close, and in recovery; so a transaction always has at
+ *     least three quarters of half of the log (opts.log_size).
  *   Recovery tells a process crash (the page cache is intact: only a
  *     commit cut short is written again) from an OS crash or power loss
  *     by the boot ID (/proc/sys/kernel/random/boot_id). Where there is
@@ -168,9 +171,10 @@ typedef struct mm_heap_opts {
   uint32_t log_size;     /* at creation: bytes of log, in two halves of
                             which one is in use; a transaction whose log
                             (its declared ranges, 24 bytes + the range
-                            each, its tx_writes, the allocator's own, and
-                            the commit record) does not fit in three
-                            quarters of a half fails with MM_EFULL.
+                            each, its tx_writes, the allocator's own)
+                            does not fit in the room left in that half
+                            fails with MM_EFULL (a begin leaves three
+                            quarters of it or more: see Checkpoints).
                             0 = 1 MiB; at least 64 KiB, a multiple of
                             4096. */
   int lock_timeout_ms;   /* how long a call waits for the heap's lock:
@@ -351,8 +355,10 @@ MM_API MM_NODISCARD int mm_heap_tx_add_ptr(mm_heap_t *h, const void *p,
  * commit, after the record is on disk (write-ahead): until then reading
  * the range shows its old contents (so does a realloc's copy of it in the
  * same transaction); writes are applied in the order made,
- * after the transaction's in-place changes, so the last write of a byte
- * wins. A durable transaction that only writes this way commits with one
+ * after all of the transaction's in-place changes: a tx_write beats an
+ * in-place change of the same byte whichever came first (in a
+ * process-crash transaction the later one wins), so do not mix the two
+ * on the same bytes. A durable transaction that only writes this way commits with one
  * sync, of the record. Abort or a crash before commit drops the writes.
  * Errors: -EINVAL (no transaction on this thread; a range outside the
  * heap's allocations area; src NULL with len > 0), MM_EFULL (the record
