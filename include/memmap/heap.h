@@ -97,8 +97,10 @@
  *     least three quarters of half of the log (opts.log_size).
  *   Recovery tells a process crash (the page cache is intact: only a
  *     commit cut short is written again) from an OS crash or power loss
- *     by the boot ID (/proc/sys/kernel/random/boot_id). Where there is
- *     none, durable commits always take the two-sync way.
+ *     by the boot ID (/proc/sys/kernel/random/boot_id), read by the first
+ *     process to open the heap alone. A process that cannot read it
+ *     commits durably by checkpoints (its tx_writes are made in place
+ *     first: three syncs).
  * In a heap created with MM_HEAP_DURABLE the metadata changes outside
  * transactions are durable too (each one costs syncs), and the per-thread
  * cache is off.
