@@ -82,20 +82,10 @@ static uint64_t xs(uint64_t *x) {
              pa_[i_], (unsigned)(unsigned char)(v));                         \
   } while (0)
 
-static void check_report(void *arg, int code, uint64_t off, const char *msg) {
-  (void)arg;
-  fprintf(stderr, "# mm_heap_check: %s at offset %" PRIu64 ": %s\n", mm_errname(code),
-          off, msg ? msg : "(no message)");
-}
-
-
 /* mm_heap_check finds nothing, and mm_heap_info adds up. */
 #define ASSERT_CLEAN(h)                                                      \
   do {                                                                       \
-    uint64_t nf_ = 12345;                                                    \
-    int crc_ = mm_heap_check((h), check_report, NULL, &nf_);                 \
-    if (crc_ != 0 || nf_ != 0)                                               \
-      FAIL("mm_heap_check: %s, %" PRIu64 " problem(s)", mm_errname(crc_), nf_); \
+    ASSERT_CHECK_CLEAN(h);                                                   \
     (void)info_of(h);                                                        \
   } while (0)
 
