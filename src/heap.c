@@ -419,13 +419,27 @@ static inline int log_settled(const struct loghdr *L) {
   return used == 0 || L->applied == used;
 }
 
+/* Sync the whole heap (lock held or not), and note what that covered: the
+ * process-crash commits counted before it (see log_commit) and what this
+ * thread filled outside transactions (tls_raw). */
+static int sync_heap(mm_heap_t *h) {
+  uint64_t g = __atomic_load_n(&h->S->nosync_commits, __ATOMIC_ACQUIRE);
+  int rc = mm__sys_msync(h->base, (size_t)heap_size(h), MS_SYNC);
+  if (rc) return rc;
+  uint64_t *p = &h->S->nosync_synced, cur = __atomic_load_n(p, __ATOMIC_RELAXED);
+  while ((int64_t)(g - cur) > 0 &&
+         !__atomic_compare_exchange_n(p, &cur, g, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+  }
+  tls_raw &= ~raw_bit(h);
+  return 0;
+}
+
 /* Sync the whole heap, then empty the log (lock held, no tail). */
 static int checkpoint(mm_heap_t *h) {
   struct loghdr *L = h->L;
   uint64_t used = L->used;
-  int rc = mm__sys_msync(h->base, (size_t)heap_size(h), MS_SYNC);
+  int rc = sync_heap(h);
   if (rc) return rc;
-  __atomic_store_n(&h->S->nosync_synced, h->S->nosync_commits, __ATOMIC_RELAXED);
   __atomic_store_n(&L->used, 0, __ATOMIC_RELEASE);
   rc = sync_range(h, OFF(h, L), sizeof *L);
   if (rc) {
@@ -640,7 +654,7 @@ static int rollback_to(mm_heap_t *h, uint64_t keep) {
   free(pos);
   int rc = 0;
   if (n > 0) { /* (a tail of staged tx_writes alone changed nothing) */
-    if (h->op_sync) rc = mm__sys_msync(h->base, (size_t)heap_size(h), MS_SYNC);
+    if (h->op_sync) rc = sync_heap(h);
     else nosync_count(h); /* restored in memory only */
   }
   __atomic_store_n(&h->L->used, keep, __ATOMIC_RELEASE);
@@ -851,9 +865,7 @@ static int log_commit(mm_heap_t *h) {
     if (rc == MM_EFULL) {
       /* The data first: then the tail's ranges are on disk, so the record
        * needs only the tx_writes, and the groups before are on disk too. */
-      if ((rc = mm__sys_msync(h->base, (size_t)heap_size(h), MS_SYNC))) return rc;
-      __atomic_store_n(&S->nosync_synced, S->nosync_commits, __ATOMIC_RELAXED);
-      tls_raw &= ~raw_bit(h);
+      if ((rc = sync_heap(h))) return rc;
       L->ckpt = tail;
       rc = log_commit_record(h, L->used, &at);
     }
@@ -875,7 +887,6 @@ static int log_commit(mm_heap_t *h) {
   if (rc != MM_EFULL) return rc;
   if (h->wlen && (rc = wal_materialize(h))) return rc;
   if ((rc = checkpoint(h))) return rc;
-  tls_raw &= ~raw_bit(h);
   h->nrecent = 0;
   return 0;
 }
@@ -1967,8 +1978,7 @@ static int log_nonempty(const mm_heap_t *h) {
 static int checkpoint_locked(mm_heap_t *h) {
   int rc = glock(h, h->timeout_ms);
   if (rc) return rc;
-  rc = h->L->used ? checkpoint(h)
-                  : mm__sys_msync(h->base, (size_t)heap_size(h), MS_SYNC);
+  rc = h->L->used ? checkpoint(h) : sync_heap(h);
   gunlock(h);
   return rc;
 }
@@ -2549,37 +2559,20 @@ int mm_heap_tx_abort(mm_heap_t *h) {
 
 int mm_heap_tx_active(const mm_heap_t *h) { return h && in_my_tx(h); }
 
-/* After a sync of the whole heap: the process-crash commits counted at `g`
- * (read before it) are on disk. */
-static void nosync_covered(mm_heap_t *h, uint64_t g) {
-  uint64_t *p = &h->S->nosync_synced, cur = __atomic_load_n(p, __ATOMIC_RELAXED);
-  while ((int64_t)(g - cur) > 0 &&
-         !__atomic_compare_exchange_n(p, &cur, g, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
-  }
-}
-
 int mm_heap_sync(mm_heap_t *h) {
   if (!h) return -EINVAL;
-  uint64_t bit = raw_bit(h), g = __atomic_load_n(&h->S->nosync_commits, __ATOMIC_ACQUIRE);
-  int rc;
   if (in_my_tx(h)) {
     /* The groups before this transaction are on disk with their data. */
-    rc = mm__sys_msync(h->base, (size_t)heap_size(h), MS_SYNC);
+    int rc = sync_heap(h);
     if (rc == 0 && h->tail) {
       h->L->ckpt = h->tail;
       rc = sync_range(h, OFF(h, h->L), sizeof *h->L);
     }
-  } else if (log_nonempty(h)) {
-    rc = checkpoint_locked(h);
-  } else {
-    /* Records committed after this peek are newer than what we sync. */
-    rc = mm__sys_msync(h->base, (size_t)heap_size(h), MS_SYNC);
+    return rc;
   }
-  if (rc == 0) {
-    tls_raw &= ~bit; /* what this thread wrote is on disk */
-    nosync_covered(h, g);
-  }
-  return rc;
+  if (log_nonempty(h)) return checkpoint_locked(h);
+  /* Records committed after this peek are newer than what we sync. */
+  return sync_heap(h);
 }
 
 /* ---- info and check ------------------------------------------------------------------ */
